@@ -1,0 +1,12 @@
+/* proa: a proactor event loop for C (the umbrella header). */
+#ifndef PROA_H
+#define PROA_H
+
+#include "proa/common.h"
+#include "proa/error.h"
+#include "proa/exception.h"
+#include "proa/future.h"
+#include "proa/loop.h"
+#include "proa/signal.h"
+
+#endif /* PROA_H */

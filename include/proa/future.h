@@ -1,0 +1,90 @@
+/* Futures: a result or an error that arrives later, observed on the loop. */
+#ifndef PROA_FUTURE_H
+#define PROA_FUTURE_H
+
+#include "proa/loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Called (through the loop, never synchronously) once the future is done. */
+typedef void (*proa_done_callback)(proa_future *future, void *arg);
+/* Releases a result value when its future is freed. */
+typedef void (*proa_free_fn)(void *value);
+
+/*
+ * Creates a pending future bound to `loop` (asyncio's create_future). The
+ * caller owns one reference. Errors: PROA_EINVAL, PROA_ENOMEM, PROA_ECLOSED,
+ * PROA_EWRONGTHREAD (debug mode). Futures are not thread-safe: use them on the
+ * loop thread (complete them from elsewhere via proa_call_soon_threadsafe).
+ */
+PROA_API int proa_future_new(proa_loop *loop, proa_future **out);
+
+PROA_API proa_future *proa_future_ref(proa_future *future);
+/*
+ * Drops a reference. When the last one goes, a result is released with its
+ * free function, and an error that was never retrieved (by result/error) is
+ * reported to the loop's exception handler.
+ */
+PROA_API void proa_future_unref(proa_future *future);
+
+PROA_API proa_loop *proa_future_loop(const proa_future *future);
+PROA_API bool proa_future_done(const proa_future *future);
+PROA_API bool proa_future_cancelled(const proa_future *future);
+
+/*
+ * Completes the future with `value`; the future owns it and releases it with
+ * `free_value` (may be NULL) when freed. Schedules the done callbacks.
+ * PROA_ESTATE if the future is already done (the value is not taken).
+ */
+PROA_API int proa_future_set_result(proa_future *future, void *value,
+                                    proa_free_fn free_value);
+
+/*
+ * Completes the future with an error (`error` < 0, else PROA_EINVAL) and an
+ * optional message, which is copied. PROA_ESTATE if already done.
+ */
+PROA_API int proa_future_set_error(proa_future *future, int error,
+                                   const char *message);
+
+/*
+ * Cancels a pending future (its error becomes PROA_ECANCELED, with `message`
+ * if not NULL) and schedules its done callbacks. Returns true if it was
+ * cancelled, false if it was already done.
+ */
+PROA_API bool proa_future_cancel(proa_future *future, const char *message);
+
+/*
+ * The outcome: 0 with the value in *value (may be NULL; still owned by the
+ * future), the error code, PROA_ECANCELED, or PROA_ENOTDONE while pending.
+ * Marks the error as retrieved.
+ */
+PROA_API int proa_future_result(proa_future *future, void **value);
+
+/* The error code (0 for a result, PROA_ENOTDONE while pending); marks it
+ * retrieved. */
+PROA_API int proa_future_error(proa_future *future);
+
+/* The message given with the error or cancellation, or NULL. Owned by the
+ * future. */
+PROA_API const char *proa_future_error_message(const proa_future *future);
+
+/*
+ * Adds a done callback: scheduled with call_soon when the future completes,
+ * or right away if it is already done; callbacks run in the order added.
+ * Errors: PROA_EINVAL, PROA_ENOMEM, PROA_ECLOSED (done future on a closed
+ * loop).
+ */
+PROA_API int proa_future_add_done_callback(proa_future *future,
+                                           proa_done_callback cb, void *arg);
+
+/* Removes every pending (cb, arg) registration; returns how many. */
+PROA_API int proa_future_remove_done_callback(proa_future *future,
+                                              proa_done_callback cb, void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PROA_FUTURE_H */

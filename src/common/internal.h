@@ -1,0 +1,159 @@
+/* The loop's private state, shared by the files of src/common. */
+#ifndef PROA_INTERNAL_H
+#define PROA_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proa.h"
+#include "atomic.h"
+#include "backend.h"
+
+#if defined(_MSC_VER) && !defined(__clang__)
+#define PROA__THREAD_LOCAL __declspec(thread)
+#else
+#define PROA__THREAD_LOCAL _Thread_local
+#endif
+
+enum proa__handle_state {
+  PROA__HANDLE_SCHEDULED, /* queued or in the timer heap */
+  PROA__HANDLE_CANCELLED,
+  PROA__HANDLE_DONE /* ran, or the loop dropped it at close */
+};
+
+struct proa_handle {
+  proa__atomic_int refs; /* the loop's while scheduled, plus the user's */
+  proa_callback cb;
+  void *arg;
+  proa_loop *loop;
+  double when;       /* deadline of a timer, 0 otherwise */
+  size_t heap_index; /* position in the timer heap, or PROA__NOT_IN_HEAP */
+  proa_handle *next; /* link in the ready or the threadsafe queue */
+  uint8_t state;     /* enum proa__handle_state */
+};
+
+#define PROA__NOT_IN_HEAP SIZE_MAX
+
+/* A FIFO of handles linked through `next`. */
+typedef struct proa__queue {
+  proa_handle *head, *tail;
+  size_t len;
+} proa__queue;
+
+/* Called once when the loop closes (the executor uses it to shut down). */
+typedef struct proa__close_hook {
+  void (*fn)(proa_loop *loop, void *arg);
+  void *arg;
+  struct proa__close_hook *next;
+} proa__close_hook;
+
+typedef struct proa__signal_slot {
+  proa_callback cb;
+  void *arg;
+} proa__signal_slot;
+
+struct proa_loop {
+  int refs;
+  proa__backend *backend; /* NULL once the loop is closed */
+  const char *backend_name;
+  bool closed;
+  bool running;
+  bool stopping;
+  bool debug;
+  uint64_t thread_id; /* the thread running the loop, 0 when not running */
+  double slow_callback;
+
+  proa__queue ready;
+  proa_handle **timers; /* binary min-heap on `when` */
+  size_t ntimers, timers_cap;
+
+  /* call_soon_threadsafe hands over handles through this queue. */
+  proa__mutex *ts_lock;
+  proa__queue ts_queue;
+  bool ts_closed;
+  bool ts_woken; /* a wake-up is on its way; do not send another */
+
+  proa_exception_handler exc_handler;
+  void *exc_arg;
+  proa_log_sink log_sink;
+  void *log_arg;
+
+  proa__signal_slot *signals; /* indexed by signal number, lazily allocated */
+  int nsignals;
+
+  proa__close_hook *close_hooks;
+
+  proa_handle *free_handles; /* recycled handles, linked through `next` */
+  size_t nfree_handles;
+};
+
+enum proa__future_state {
+  PROA__FUTURE_PENDING,
+  PROA__FUTURE_RESULT,
+  PROA__FUTURE_ERROR,
+  PROA__FUTURE_CANCELLED
+};
+
+typedef struct proa__done_entry {
+  proa_done_callback cb;
+  void *arg;
+} proa__done_entry;
+
+struct proa_future {
+  int refs;
+  proa_loop *loop; /* holds a reference */
+  uint8_t state;   /* enum proa__future_state */
+  bool retrieved;  /* the error was looked at: do not report it */
+  bool callbacks_scheduled;
+  int error;
+  char *message;
+  void *value;
+  proa_free_fn free_value;
+  proa__done_entry *callbacks; /* `inline_callbacks` or a heap array */
+  size_t ncallbacks, callbacks_cap;
+  proa__done_entry inline_callbacks[2];
+};
+
+/* ---- handles and queues (loop.c) ---- */
+proa_handle *proa__handle_new(proa_loop *loop, proa_callback cb, void *arg);
+/* Drops the loop's reference, recycling the handle when it was the last. */
+void proa__handle_release(proa_handle *h);
+void proa__queue_push(proa__queue *q, proa_handle *h);
+proa_handle *proa__queue_pop(proa__queue *q);
+
+/*
+ * Checks what every non-thread-safe entry point checks: the loop is open and,
+ * in debug mode, the caller is the loop's thread (reported to the exception
+ * handler when it is not). Returns 0 or the error.
+ */
+int proa__loop_check(proa_loop *loop, const char *what);
+/* As proa__loop_check() without the closed check. */
+int proa__loop_check_thread(proa_loop *loop, const char *what);
+
+/* Registers a hook that proa_loop_close() runs. */
+int proa__loop_add_close_hook(proa_loop *loop,
+                              void (*fn)(proa_loop *loop, void *arg),
+                              void *arg);
+
+/* ---- timers (timer.c) ---- */
+int proa__timer_push(proa_loop *loop, proa_handle *h);
+void proa__timer_remove(proa_loop *loop, proa_handle *h);
+/* Moves the timers due at `now` to the ready queue. */
+void proa__timers_run_due(proa_loop *loop, double now);
+/* How long poll may sleep: -1 without timers, else ms until the first. */
+int64_t proa__timers_timeout_ms(proa_loop *loop, double now);
+void proa__timers_clear(proa_loop *loop);
+
+/* ---- signals (signal.c) ---- */
+void proa__signals_close(proa_loop *loop);
+
+/* ---- reports (exception.c) ---- */
+/* Reports `ctx` with a formatted message through the exception handler. */
+void proa__report(proa_loop *loop, int error, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+#endif /* PROA_INTERNAL_H */

@@ -1,0 +1,504 @@
+/* The loop core: lifetime, the run cycle, call_soon and its relatives. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* Recycled handles kept per loop; beyond this they go back to malloc. */
+#define MAX_FREE_HANDLES 1024
+
+/* The loop running on this thread, to refuse nested runs. */
+static PROA__THREAD_LOCAL proa_loop *running_loop;
+
+static double now_seconds(void) { return (double)proa__clock_ns() / 1e9; }
+
+double proa_loop_time(const proa_loop *loop) {
+  (void)loop;
+  return now_seconds();
+}
+
+/* ---- handles and queues ---- */
+
+void proa__queue_push(proa__queue *q, proa_handle *h) {
+  h->next = NULL;
+  if (q->tail)
+    q->tail->next = h;
+  else
+    q->head = h;
+  q->tail = h;
+  q->len++;
+}
+
+proa_handle *proa__queue_pop(proa__queue *q) {
+  proa_handle *h = q->head;
+  if (!h)
+    return NULL;
+  q->head = h->next;
+  if (!q->head)
+    q->tail = NULL;
+  q->len--;
+  return h;
+}
+
+/* Appends all of `from` to `to` and empties `from`. */
+static void queue_splice(proa__queue *to, proa__queue *from) {
+  if (!from->head)
+    return;
+  if (to->tail)
+    to->tail->next = from->head;
+  else
+    to->head = from->head;
+  to->tail = from->tail;
+  to->len += from->len;
+  memset(from, 0, sizeof *from);
+}
+
+static void handle_init(proa_handle *h, proa_loop *loop, proa_callback cb,
+                        void *arg) {
+  h->refs = 1;
+  h->cb = cb;
+  h->arg = arg;
+  h->loop = loop;
+  h->when = 0;
+  h->heap_index = PROA__NOT_IN_HEAP;
+  h->next = NULL;
+  h->state = PROA__HANDLE_SCHEDULED;
+}
+
+proa_handle *proa__handle_new(proa_loop *loop, proa_callback cb, void *arg) {
+  proa_handle *h = loop->free_handles;
+  if (h) {
+    loop->free_handles = h->next;
+    loop->nfree_handles--;
+  } else {
+    h = malloc(sizeof *h);
+    if (!h)
+      return NULL;
+  }
+  handle_init(h, loop, cb, arg);
+  return h;
+}
+
+void proa__handle_release(proa_handle *h) {
+  proa_loop *loop = h->loop;
+  if (proa__atomic_add(&h->refs, -1) != 0)
+    return;
+  if (loop && !loop->closed && loop->nfree_handles < MAX_FREE_HANDLES) {
+    h->next = loop->free_handles;
+    loop->free_handles = h;
+    loop->nfree_handles++;
+  } else {
+    free(h);
+  }
+}
+
+/* Gives the caller its own reference when it asked for the handle. */
+static void hand_out(proa_handle *h, proa_handle **out) {
+  if (!out)
+    return;
+  proa__atomic_add(&h->refs, 1);
+  *out = h;
+}
+
+proa_handle *proa_handle_ref(proa_handle *handle) {
+  proa__atomic_add(&handle->refs, 1);
+  return handle;
+}
+
+void proa_handle_unref(proa_handle *handle) {
+  /* The loop's own reference is released elsewhere, so this one never
+   * needs the loop's free list, which another thread must not touch. */
+  if (handle && proa__atomic_add(&handle->refs, -1) == 0)
+    free(handle);
+}
+
+void proa_handle_cancel(proa_handle *handle) {
+  if (!handle || handle->state != PROA__HANDLE_SCHEDULED)
+    return;
+  handle->state = PROA__HANDLE_CANCELLED;
+  /* A timer leaves the heap at once; a queued call is skipped when reached. */
+  if (handle->heap_index != PROA__NOT_IN_HEAP) {
+    proa__timer_remove(handle->loop, handle);
+    proa__handle_release(handle);
+  }
+}
+
+bool proa_handle_cancelled(const proa_handle *handle) {
+  return handle->state == PROA__HANDLE_CANCELLED;
+}
+
+double proa_handle_when(const proa_handle *handle) { return handle->when; }
+
+/* ---- checks shared by the entry points ---- */
+
+int proa__loop_check_thread(proa_loop *loop, const char *what) {
+  uint64_t owner = loop->thread_id;
+  if (!loop->debug || owner == 0 || owner == proa__thread_id())
+    return 0;
+  proa__report(loop, PROA_EWRONGTHREAD,
+               "%s() called from a thread other than the one running the "
+               "loop; use proa_call_soon_threadsafe()",
+               what);
+  return PROA_EWRONGTHREAD;
+}
+
+int proa__loop_check(proa_loop *loop, const char *what) {
+  if (loop->closed)
+    return PROA_ECLOSED;
+  return proa__loop_check_thread(loop, what);
+}
+
+/* ---- lifetime ---- */
+
+static bool env_flag(const char *name) {
+  const char *v = getenv(name);
+  return v && *v && strcmp(v, "0") != 0;
+}
+
+int proa_loop_new(proa_loop **out) { return proa_loop_new_ex(out, NULL); }
+
+int proa_loop_new_ex(proa_loop **out, const proa_loop_options *opts) {
+  proa_loop_options o = PROA_LOOP_OPTIONS_INIT;
+  const char *backend;
+  proa_loop *loop;
+  int err;
+  if (!out)
+    return PROA_EINVAL;
+  *out = NULL;
+  if (opts)
+    o = *opts;
+  backend = o.backend;
+  if (!backend) {
+    backend = getenv("PROA_BACKEND");
+    if (backend && !*backend)
+      backend = NULL;
+  }
+  loop = calloc(1, sizeof *loop);
+  if (!loop)
+    return PROA_ENOMEM;
+  loop->refs = 1;
+  loop->slow_callback = 0.1;
+  loop->debug = o.debug < 0 ? env_flag("PROA_DEBUG") : o.debug != 0;
+  loop->ts_lock = proa__mutex_new();
+  if (!loop->ts_lock) {
+    free(loop);
+    return PROA_ENOMEM;
+  }
+  err = proa__backend_init(loop, backend, &loop->backend);
+  if (err) {
+    proa__mutex_free(loop->ts_lock);
+    free(loop);
+    return err;
+  }
+  loop->backend_name = proa__backend_name(loop->backend);
+  *out = loop;
+  return 0;
+}
+
+const char *proa_loop_backend(const proa_loop *loop) {
+  return loop->backend_name;
+}
+
+int proa__loop_add_close_hook(proa_loop *loop,
+                              void (*fn)(proa_loop *loop, void *arg),
+                              void *arg) {
+  proa__close_hook *hook = malloc(sizeof *hook);
+  if (!hook)
+    return PROA_ENOMEM;
+  hook->fn = fn;
+  hook->arg = arg;
+  hook->next = loop->close_hooks;
+  loop->close_hooks = hook;
+  return 0;
+}
+
+static void drop_queue(proa__queue *q) {
+  proa_handle *h;
+  while ((h = proa__queue_pop(q)) != NULL) {
+    if (h->state == PROA__HANDLE_SCHEDULED)
+      h->state = PROA__HANDLE_DONE;
+    proa__handle_release(h);
+  }
+}
+
+static void run_close_hooks(proa_loop *loop) {
+  while (loop->close_hooks) {
+    proa__close_hook *hook = loop->close_hooks;
+    loop->close_hooks = hook->next;
+    hook->fn(loop, hook->arg);
+    free(hook);
+  }
+}
+
+int proa_loop_close(proa_loop *loop) {
+  proa__queue pending;
+  if (!loop)
+    return PROA_EINVAL;
+  if (loop->running)
+    return PROA_ERUNNING;
+  if (loop->closed)
+    return 0;
+  proa__signals_close(loop);
+  run_close_hooks(loop);
+  /* From here on call_soon_threadsafe refuses, and never touches the
+   * backend again, so the backend can go. */
+  proa__mutex_lock(loop->ts_lock);
+  loop->ts_closed = true;
+  pending = loop->ts_queue;
+  memset(&loop->ts_queue, 0, sizeof loop->ts_queue);
+  proa__mutex_unlock(loop->ts_lock);
+  loop->closed = true;
+  drop_queue(&pending);
+  drop_queue(&loop->ready);
+  proa__timers_clear(loop);
+  while (loop->free_handles) {
+    proa_handle *h = loop->free_handles;
+    loop->free_handles = h->next;
+    free(h);
+  }
+  loop->nfree_handles = 0;
+  proa__backend_free(loop->backend);
+  loop->backend = NULL;
+  return 0;
+}
+
+proa_loop *proa_loop_ref(proa_loop *loop) {
+  loop->refs++;
+  return loop;
+}
+
+void proa_loop_unref(proa_loop *loop) {
+  if (!loop || --loop->refs > 0)
+    return;
+  proa_loop_close(loop);
+  free(loop->signals);
+  proa__mutex_free(loop->ts_lock);
+  free(loop);
+}
+
+int proa_loop_free(proa_loop *loop) {
+  int err;
+  if (!loop)
+    return 0;
+  err = proa_loop_close(loop);
+  if (err)
+    return err;
+  proa_loop_unref(loop);
+  return 0;
+}
+
+bool proa_loop_is_running(const proa_loop *loop) { return loop->running; }
+bool proa_loop_is_closed(const proa_loop *loop) { return loop->closed; }
+
+/* ---- debug settings ---- */
+
+void proa_loop_set_debug(proa_loop *loop, bool enabled) {
+  loop->debug = enabled;
+}
+bool proa_loop_get_debug(const proa_loop *loop) { return loop->debug; }
+
+void proa_loop_set_slow_callback_duration(proa_loop *loop, double seconds) {
+  loop->slow_callback = seconds;
+}
+double proa_loop_get_slow_callback_duration(const proa_loop *loop) {
+  return loop->slow_callback;
+}
+
+/* ---- scheduling ---- */
+
+int proa_call_soon(proa_loop *loop, proa_callback cb, void *arg,
+                   proa_handle **out) {
+  proa_handle *h;
+  int err;
+  if (out)
+    *out = NULL;
+  if (!loop || !cb)
+    return PROA_EINVAL;
+  err = proa__loop_check(loop, "proa_call_soon");
+  if (err)
+    return err;
+  h = proa__handle_new(loop, cb, arg);
+  if (!h)
+    return PROA_ENOMEM;
+  proa__queue_push(&loop->ready, h);
+  hand_out(h, out);
+  return 0;
+}
+
+int proa_call_soon_threadsafe(proa_loop *loop, proa_callback cb, void *arg,
+                              proa_handle **out) {
+  proa_handle *h;
+  bool wake;
+  if (out)
+    *out = NULL;
+  if (!loop || !cb)
+    return PROA_EINVAL;
+  /* Another thread must not touch the loop's free list: plain malloc. */
+  h = malloc(sizeof *h);
+  if (!h)
+    return PROA_ENOMEM;
+  handle_init(h, loop, cb, arg);
+  hand_out(h, out);
+  proa__mutex_lock(loop->ts_lock);
+  if (loop->ts_closed) {
+    proa__mutex_unlock(loop->ts_lock);
+    free(h);
+    if (out)
+      *out = NULL;
+    return PROA_ECLOSED;
+  }
+  proa__queue_push(&loop->ts_queue, h);
+  wake = !loop->ts_woken;
+  loop->ts_woken = true;
+  /* Woken under the lock so that close cannot free the backend meanwhile. */
+  if (wake)
+    proa__backend_wakeup(loop->backend);
+  proa__mutex_unlock(loop->ts_lock);
+  return 0;
+}
+
+int proa_call_at(proa_loop *loop, double when, proa_callback cb, void *arg,
+                 proa_handle **out) {
+  proa_handle *h;
+  int err;
+  if (out)
+    *out = NULL;
+  if (!loop || !cb || isnan(when))
+    return PROA_EINVAL;
+  err = proa__loop_check(loop, "proa_call_at");
+  if (err)
+    return err;
+  h = proa__handle_new(loop, cb, arg);
+  if (!h)
+    return PROA_ENOMEM;
+  h->when = when;
+  err = proa__timer_push(loop, h);
+  if (err) {
+    proa__handle_release(h);
+    return err;
+  }
+  hand_out(h, out);
+  return 0;
+}
+
+int proa_call_later(proa_loop *loop, double delay, proa_callback cb, void *arg,
+                    proa_handle **out) {
+  if (isnan(delay)) {
+    if (out)
+      *out = NULL;
+    return PROA_EINVAL;
+  }
+  return proa_call_at(loop, now_seconds() + delay, cb, arg, out);
+}
+
+/* ---- the run cycle ---- */
+
+static void take_threadsafe(proa_loop *loop) {
+  proa__queue q;
+  proa__mutex_lock(loop->ts_lock);
+  q = loop->ts_queue;
+  memset(&loop->ts_queue, 0, sizeof loop->ts_queue);
+  loop->ts_woken = false;
+  proa__mutex_unlock(loop->ts_lock);
+  queue_splice(&loop->ready, &q);
+}
+
+static void run_handle(proa_loop *loop, proa_handle *h) {
+  double start, took;
+  h->state = PROA__HANDLE_DONE; /* a cancel from inside is now a no-op */
+  if (!loop->debug) {
+    h->cb(h->arg);
+    return;
+  }
+  start = now_seconds();
+  h->cb(h->arg);
+  took = now_seconds() - start;
+  if (took >= loop->slow_callback)
+    proa_loop_log(loop, PROA_LOG_WARNING,
+                  "Executing handle %p took %.3f seconds", (void *)h, took);
+}
+
+/* One iteration: poll for I/O, collect due timers, run one batch. */
+static int run_once(proa_loop *loop) {
+  int64_t timeout = 0;
+  size_t n;
+  int err;
+  if (!loop->ready.len && !loop->stopping)
+    timeout = proa__timers_timeout_ms(loop, now_seconds());
+  err = proa__backend_poll(loop->backend, timeout);
+  if (err)
+    return err;
+  take_threadsafe(loop);
+  proa__timers_run_due(loop, now_seconds());
+  /* Only this batch: what it schedules waits for the next iteration. */
+  for (n = loop->ready.len; n > 0; n--) {
+    proa_handle *h = proa__queue_pop(&loop->ready);
+    if (h->state == PROA__HANDLE_SCHEDULED)
+      run_handle(loop, h);
+    proa__handle_release(h);
+  }
+  return 0;
+}
+
+int proa_loop_run_forever(proa_loop *loop) {
+  int err;
+  if (!loop)
+    return PROA_EINVAL;
+  if (loop->closed)
+    return PROA_ECLOSED;
+  if (loop->running || running_loop)
+    return PROA_ERUNNING;
+  loop->running = true;
+  loop->thread_id = proa__thread_id();
+  running_loop = loop;
+  do
+    err = run_once(loop);
+  while (!err && !loop->stopping);
+  loop->stopping = false;
+  loop->running = false;
+  loop->thread_id = 0;
+  running_loop = NULL;
+  return err;
+}
+
+int proa_loop_stop(proa_loop *loop) {
+  int err;
+  if (!loop)
+    return PROA_EINVAL;
+  err = proa__loop_check_thread(loop, "proa_loop_stop");
+  if (err)
+    return err;
+  loop->stopping = true;
+  return 0;
+}
+
+static void stop_on_done(proa_future *future, void *arg) {
+  (void)future;
+  proa_loop_stop(arg);
+}
+
+int proa_loop_run_until_complete(proa_loop *loop, proa_future *future,
+                                 void **result) {
+  int err;
+  if (result)
+    *result = NULL;
+  if (!loop || !future || proa_future_loop(future) != loop)
+    return PROA_EINVAL;
+  if (loop->closed)
+    return PROA_ECLOSED;
+  if (loop->running || running_loop)
+    return PROA_ERUNNING;
+  if (!proa_future_done(future)) {
+    err = proa_future_add_done_callback(future, stop_on_done, loop);
+    if (err)
+      return err;
+    err = proa_loop_run_forever(loop);
+    proa_future_remove_done_callback(future, stop_on_done, loop);
+    if (err)
+      return err;
+    if (!proa_future_done(future))
+      return PROA_ESTOPPED;
+  }
+  return proa_future_result(future, result);
+}

@@ -1,0 +1,271 @@
+/* Completion emulation over a readiness poller: the Unix side of backend.h. */
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#endif
+
+#include "engine.h"
+
+static const proa__poller *const pollers[] = {
+#ifdef __linux__
+    &proa__poller_epoll,
+#endif
+    &proa__poller_poll,
+};
+
+static const proa__poller *find_poller(const char *name) {
+  size_t i;
+  if (!name)
+    return pollers[0];
+  for (i = 0; i < sizeof pollers / sizeof pollers[0]; i++)
+    if (strcmp(pollers[i]->name, name) == 0)
+      return pollers[i];
+  return NULL;
+}
+
+void proa__io_init(proa__io *io, int fd, proa__io_fn cb) {
+  memset(io, 0, sizeof *io);
+  io->fd = fd;
+  io->cb = cb;
+  io->poll_index = -1;
+}
+
+static void pending_unlink(proa__backend *be, proa__io *io) {
+  if (!io->pending)
+    return;
+  if (io->pending_prev)
+    io->pending_prev->pending_next = io->pending_next;
+  else
+    be->pending_head = io->pending_next;
+  if (io->pending_next)
+    io->pending_next->pending_prev = io->pending_prev;
+  io->pending = false;
+  io->pending_prev = io->pending_next = NULL;
+}
+
+int proa__io_watch(proa__backend *be, proa__io *io, unsigned events) {
+  unsigned old = io->events;
+  int err;
+  if (old == events)
+    return 0;
+  io->be = be;
+  io->events = events;
+  err = be->poller->update(be, io, old);
+  if (err) {
+    io->events = old;
+    return err;
+  }
+  /* Events no longer watched must not be dispatched from this batch. */
+  io->revents &= events;
+  if (!io->revents)
+    pending_unlink(be, io);
+  return 0;
+}
+
+void proa__engine_event(proa__backend *be, proa__io *io, unsigned events) {
+  events &= io->events;
+  if (!events)
+    return;
+  io->revents |= events;
+  if (io->pending)
+    return;
+  io->pending = true;
+  io->pending_prev = NULL;
+  io->pending_next = be->pending_head;
+  if (be->pending_head)
+    be->pending_head->pending_prev = io;
+  be->pending_head = io;
+}
+
+/* Callbacks may unwatch any io, so each is unlinked before it runs. */
+static void dispatch_io(proa__backend *be) {
+  proa__io *io;
+  while ((io = be->pending_head) != NULL) {
+    unsigned events = io->revents;
+    io->revents = 0;
+    pending_unlink(be, io);
+    io->cb(io, events);
+  }
+}
+
+static void dispatch_posted(proa__backend *be) {
+  proa__op *op = be->done_head;
+  be->done_head = be->done_tail = NULL;
+  while (op) {
+    proa__op *next = op->next;
+    op->complete(op);
+    op = next;
+  }
+}
+
+/* ---- wake-up ---- */
+
+static void drain_fd(int fd) {
+  char buf[256];
+  ssize_t n;
+  do
+    n = read(fd, buf, sizeof buf);
+  while (n == (ssize_t)sizeof buf || (n < 0 && errno == EINTR));
+}
+
+static void on_wake(proa__io *io, unsigned events) {
+  (void)events;
+  drain_fd(io->fd);
+}
+
+static int wake_open(proa__backend *be) {
+  int fds[2], err;
+#ifdef __linux__
+  if (be->poller->eventfd_wakeup) {
+    fds[0] = fds[1] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fds[0] < 0)
+      return proa__translate_errno(errno);
+  } else
+#endif
+  {
+    err = proa__make_pipe(fds);
+    if (err)
+      return err;
+  }
+  proa__io_init(&be->wake_io, fds[0], on_wake);
+  be->wake_write_fd = fds[1];
+  return proa__io_watch(be, &be->wake_io, PROA__IO_READ);
+}
+
+void proa__backend_wakeup(proa__backend *be) {
+  uint64_t one = 1; /* eventfd wants 8 bytes; a pipe takes the first one */
+  ssize_t n;
+  size_t len = be->wake_write_fd == be->wake_io.fd ? sizeof one : 1;
+  do
+    n = write(be->wake_write_fd, &one, len);
+  while (n < 0 && errno == EINTR);
+  /* EAGAIN: the pipe is full, so a wake-up is already pending. */
+}
+
+/* ---- signals ---- */
+
+static void on_signal_pipe(proa__io *io, unsigned events) {
+  unsigned char sigs[64];
+  ssize_t i, n;
+  (void)events;
+  for (;;) {
+    n = read(io->fd, sigs, sizeof sigs);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return;
+    for (i = 0; i < n; i++)
+      proa__loop_on_signal(io->be->loop, sigs[i]);
+  }
+}
+
+static int signal_pipe_open(proa__backend *be) {
+  int fds[2], err;
+  if (be->signal_write_fd >= 0)
+    return 0;
+  err = proa__make_pipe(fds);
+  if (err)
+    return err;
+  proa__io_init(&be->signal_io, fds[0], on_signal_pipe);
+  be->signal_write_fd = fds[1];
+  err = proa__io_watch(be, &be->signal_io, PROA__IO_READ);
+  if (err) {
+    close(fds[0]);
+    close(fds[1]);
+    be->signal_write_fd = -1;
+  }
+  return err;
+}
+
+int proa__backend_signal_start(proa__backend *be, int signum) {
+  int err = signal_pipe_open(be);
+  return err ? err : proa__signal_claim(signum, be->signal_write_fd);
+}
+
+void proa__backend_signal_stop(proa__backend *be, int signum) {
+  proa__signal_release(signum, be->signal_write_fd);
+}
+
+/* ---- the backend ---- */
+
+int proa__backend_init(proa_loop *loop, const char *name, proa__backend **out) {
+  const proa__poller *poller = find_poller(name);
+  proa__backend *be;
+  int err;
+  *out = NULL;
+  if (!poller)
+    return PROA_EINVAL;
+  be = calloc(1, sizeof *be);
+  if (!be)
+    return PROA_ENOMEM;
+  be->loop = loop;
+  be->poller = poller;
+  be->wake_write_fd = -1;
+  be->signal_write_fd = -1;
+  proa__io_init(&be->wake_io, -1, on_wake);
+  proa__io_init(&be->signal_io, -1, on_signal_pipe);
+  err = poller->init(be);
+  if (err) {
+    free(be);
+    return err;
+  }
+  err = wake_open(be);
+  if (err) {
+    proa__backend_free(be);
+    return err;
+  }
+  *out = be;
+  return 0;
+}
+
+static void close_io(proa__backend *be, proa__io *io, int write_fd) {
+  if (io->fd < 0)
+    return;
+  proa__io_watch(be, io, 0);
+  if (write_fd >= 0 && write_fd != io->fd)
+    close(write_fd);
+  close(io->fd);
+  io->fd = -1;
+}
+
+void proa__backend_free(proa__backend *be) {
+  if (!be)
+    return;
+  close_io(be, &be->signal_io, be->signal_write_fd);
+  close_io(be, &be->wake_io, be->wake_write_fd);
+  be->poller->free(be);
+  free(be);
+}
+
+const char *proa__backend_name(const proa__backend *be) {
+  return be->poller->name;
+}
+
+void proa__backend_post(proa__backend *be, proa__op *op) {
+  op->next = NULL;
+  if (be->done_tail)
+    be->done_tail->next = op;
+  else
+    be->done_head = op;
+  be->done_tail = op;
+}
+
+int proa__backend_poll(proa__backend *be, int64_t timeout_ms) {
+  int timeout, err;
+  if (be->done_head)
+    timeout = 0; /* completions are waiting: just look for more */
+  else if (timeout_ms < 0)
+    timeout = -1;
+  else
+    timeout = timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms;
+  err = be->poller->wait(be, timeout);
+  if (err)
+    return err;
+  dispatch_io(be);
+  dispatch_posted(be);
+  return 0;
+}

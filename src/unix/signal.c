@@ -1,0 +1,90 @@
+/* Process-wide signal catching: the handler writes the number to a pipe. */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+
+#ifdef NSIG
+#define SIGNAL_COUNT NSIG
+#else
+#define SIGNAL_COUNT 65
+#endif
+
+/*
+ * For each signal, the write end of the owning loop's self-pipe plus one
+ * (0: not owned). The handler may run on any thread at any time, so it only
+ * reads this table atomically and writes one byte.
+ */
+static proa__atomic_int owner_fd[SIGNAL_COUNT];
+static proa__mutex *claim_lock;
+
+int proa__signal_max(void) { return SIGNAL_COUNT - 1; }
+
+static void on_signal(int signum) {
+  int saved = errno;
+  long fd = proa__atomic_load(&owner_fd[signum]) - 1;
+  if (fd >= 0) {
+    unsigned char byte = (unsigned char)signum;
+    /* A full pipe already holds a wake-up; losing the byte is fine. */
+    ssize_t n = write((int)fd, &byte, 1);
+    (void)n;
+  }
+  errno = saved;
+}
+
+static int install(int signum, void (*handler)(int)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = handler;
+  sa.sa_flags = SA_RESTART;
+  sigfillset(&sa.sa_mask);
+  if (sigaction(signum, &sa, NULL) == 0)
+    return 0;
+  return errno == EINVAL ? PROA_EINVAL : proa__translate_errno(errno);
+}
+
+/* The first claim creates the lock; claims come from loop threads only, but
+ * two loops on two threads may race, so creation itself is serialised. */
+static proa__mutex *lock_table(void) {
+  static proa__atomic_int creating;
+  while (!claim_lock) {
+    if (proa__atomic_exchange(&creating, 1) == 0) {
+      if (!claim_lock)
+        claim_lock = proa__mutex_new();
+      proa__atomic_store(&creating, 0);
+    }
+  }
+  proa__mutex_lock(claim_lock);
+  return claim_lock;
+}
+
+int proa__signal_claim(int signum, int write_fd) {
+  proa__mutex *lock;
+  long owner;
+  int err = 0;
+  if (signum == SIGKILL || signum == SIGSTOP)
+    return PROA_EINVAL;
+  lock = lock_table();
+  owner = proa__atomic_load(&owner_fd[signum]) - 1;
+  if (owner >= 0 && owner != write_fd)
+    err = PROA_EBUSY;
+  if (!err && owner < 0) {
+    proa__atomic_store(&owner_fd[signum], (long)write_fd + 1);
+    err = install(signum, on_signal);
+    if (err)
+      proa__atomic_store(&owner_fd[signum], 0);
+  }
+  proa__mutex_unlock(lock);
+  return err;
+}
+
+void proa__signal_release(int signum, int write_fd) {
+  proa__mutex *lock = lock_table();
+  if (proa__atomic_load(&owner_fd[signum]) - 1 == write_fd) {
+    install(signum, SIG_DFL);
+    proa__atomic_store(&owner_fd[signum], 0);
+  }
+  proa__mutex_unlock(lock);
+}
