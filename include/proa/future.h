@@ -18,6 +18,8 @@ typedef void (*proa_free_fn)(void *value);
  * caller owns one reference. Errors: PROA_EINVAL, PROA_ENOMEM, PROA_ECLOSED,
  * PROA_EWRONGTHREAD (debug mode). Futures are not thread-safe: use them on the
  * loop thread (complete them from elsewhere via proa_call_soon_threadsafe).
+ * Only proa_future_ref() and proa_future_unref() may be called from any
+ * thread (the count is atomic).
  */
 PROA_API int proa_future_new(proa_loop *loop, proa_future **out);
 

@@ -45,7 +45,8 @@ PROA_API int proa_loop_new_ex(proa_loop **out, const proa_loop_options *opts);
 /*
  * Reference counting. Futures and other objects bound to a loop hold a
  * reference, so the memory outlives them; unref of the last reference closes
- * the loop if needed and frees it. Loop thread only.
+ * the loop if needed and frees it. The count is atomic, so a reference may be
+ * dropped on any thread, but the last one only while the loop is not running.
  */
 PROA_API proa_loop *proa_loop_ref(proa_loop *loop);
 PROA_API void proa_loop_unref(proa_loop *loop);

@@ -27,7 +27,7 @@ int proa_future_new(proa_loop *loop, proa_future **out) {
 }
 
 proa_future *proa_future_ref(proa_future *future) {
-  future->refs++;
+  proa__atomic_add(&future->refs, 1);
   return future;
 }
 
@@ -41,12 +41,13 @@ static void report_unretrieved(proa_future *f) {
 }
 
 void proa_future_unref(proa_future *future) {
-  if (!future || --future->refs > 0)
+  if (!future || proa__atomic_add(&future->refs, -1) > 0)
     return;
   if (future->state == PROA__FUTURE_ERROR && !future->retrieved) {
-    future->refs = 1; /* the handler may ref/unref it while it looks */
+    future->retrieved = true; /* report once, even if revived and freed */
+    proa__atomic_store(&future->refs, 1); /* the handler may ref/unref it */
     report_unretrieved(future);
-    if (--future->refs > 0)
+    if (proa__atomic_add(&future->refs, -1) > 0)
       return;
   }
   if (future->free_value)

@@ -54,7 +54,7 @@ typedef struct proa__signal_slot {
 } proa__signal_slot;
 
 struct proa_loop {
-  int refs;
+  proa__atomic_int refs; /* atomic: futures may be released off-thread */
   proa__backend *backend; /* NULL once the loop is closed */
   const char *backend_name;
   bool closed;
@@ -101,7 +101,7 @@ typedef struct proa__done_entry {
 } proa__done_entry;
 
 struct proa_future {
-  int refs;
+  proa__atomic_int refs; /* atomic: a worker thread may drop its reference */
   proa_loop *loop; /* holds a reference */
   uint8_t state;   /* enum proa__future_state */
   bool retrieved;  /* the error was looked at: do not report it */

@@ -264,13 +264,17 @@ int proa_loop_close(proa_loop *loop) {
 }
 
 proa_loop *proa_loop_ref(proa_loop *loop) {
-  loop->refs++;
+  proa__atomic_add(&loop->refs, 1);
   return loop;
 }
 
 void proa_loop_unref(proa_loop *loop) {
-  if (!loop || --loop->refs > 0)
+  if (!loop || proa__atomic_add(&loop->refs, -1) > 0)
     return;
+  if (!loop->closed && loop->debug)
+    proa_loop_log(loop, PROA_LOG_WARNING,
+                  "loop %p freed without proa_loop_close(); closing it now",
+                  (void *)loop);
   proa_loop_close(loop);
   free(loop->signals);
   proa__mutex_free(loop->ts_lock);
