@@ -5,6 +5,7 @@
 #include "proa/common.h"
 #include "proa/error.h"
 #include "proa/exception.h"
+#include "proa/executor.h"
 #include "proa/future.h"
 #include "proa/loop.h"
 #include "proa/signal.h"

@@ -114,6 +114,20 @@ void proa__mutex_free(proa__mutex *m);
 void proa__mutex_lock(proa__mutex *m);
 void proa__mutex_unlock(proa__mutex *m);
 
+/* A condition variable paired with a proa__mutex. */
+typedef struct proa__cond proa__cond;
+proa__cond *proa__cond_new(void);
+void proa__cond_free(proa__cond *c);
+void proa__cond_wait(proa__cond *c, proa__mutex *m);
+void proa__cond_signal(proa__cond *c);
+void proa__cond_broadcast(proa__cond *c);
+
+/* Starts a detached thread running fn(arg). Returns 0 or a PROA_E* code. */
+int proa__thread_start(void (*fn)(void *arg), void *arg);
+
+/* How many CPUs this process may use (at least 1). */
+unsigned proa__cpu_count(void);
+
 /* The highest signal number the OS has (signals are 1 .. this). */
 int proa__signal_max(void);
 

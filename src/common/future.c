@@ -90,12 +90,19 @@ static void run_callbacks(void *arg) {
   proa_future_unref(f);
 }
 
+/* The loop closed before run_callbacks ran: only its reference remains. */
+static void drop_callbacks(void *arg) {
+  proa_future *f = arg;
+  f->callbacks_scheduled = false;
+  proa_future_unref(f);
+}
+
 /* Makes sure a run_callbacks call is queued while callbacks are waiting. */
 static int schedule_callbacks(proa_future *f) {
   int err;
   if (f->callbacks_scheduled || f->ncallbacks == 0)
     return 0;
-  err = proa_call_soon(f->loop, run_callbacks, f, NULL);
+  err = proa__call_soon(f->loop, run_callbacks, drop_callbacks, f);
   if (err)
     return err;
   f->callbacks_scheduled = true;

@@ -25,6 +25,7 @@ enum proa__handle_state {
 struct proa_handle {
   proa__atomic_int refs; /* the loop's while scheduled, plus the user's */
   proa_callback cb;
+  proa_callback drop; /* internal: runs instead of cb if the loop drops it */
   void *arg;
   proa_loop *loop;
   double when;       /* deadline of a timer, 0 otherwise */
@@ -41,12 +42,7 @@ typedef struct proa__queue {
   size_t len;
 } proa__queue;
 
-/* Called once when the loop closes (the executor uses it to shut down). */
-typedef struct proa__close_hook {
-  void (*fn)(proa_loop *loop, void *arg);
-  void *arg;
-  struct proa__close_hook *next;
-} proa__close_hook;
+typedef struct proa__exec_call proa__exec_call;
 
 typedef struct proa__signal_slot {
   proa_callback cb;
@@ -54,7 +50,7 @@ typedef struct proa__signal_slot {
 } proa__signal_slot;
 
 struct proa_loop {
-  proa__atomic_int refs; /* atomic: futures may be released off-thread */
+  proa__atomic_int refs;  /* atomic: futures may be released off-thread */
   proa__backend *backend; /* NULL once the loop is closed */
   const char *backend_name;
   bool closed;
@@ -82,7 +78,9 @@ struct proa_loop {
   proa__signal_slot *signals; /* indexed by signal number, lazily allocated */
   int nsignals;
 
-  proa__close_hook *close_hooks;
+  proa_executor *executor;     /* the default executor, NULL until needed */
+  bool owns_executor;          /* it is the built-in pool, freed at close */
+  proa__exec_call *exec_calls; /* run_in_executor calls still in flight */
 
   proa_handle *free_handles; /* recycled handles, linked through `next` */
   size_t nfree_handles;
@@ -102,9 +100,9 @@ typedef struct proa__done_entry {
 
 struct proa_future {
   proa__atomic_int refs; /* atomic: a worker thread may drop its reference */
-  proa_loop *loop; /* holds a reference */
-  uint8_t state;   /* enum proa__future_state */
-  bool retrieved;  /* the error was looked at: do not report it */
+  proa_loop *loop;       /* holds a reference */
+  uint8_t state;         /* enum proa__future_state */
+  bool retrieved;        /* the error was looked at: do not report it */
   bool callbacks_scheduled;
   int error;
   char *message;
@@ -117,9 +115,16 @@ struct proa_future {
 
 /* ---- handles and queues (loop.c) ---- */
 proa_handle *proa__handle_new(proa_loop *loop, proa_callback cb, void *arg);
+/* At close: marks a scheduled handle done (running its drop function) and
+ * releases the loop's reference. */
+void proa__handle_drop(proa_handle *h);
 /* Drops the loop's reference, recycling the handle when it was the last. */
 void proa__handle_release(proa_handle *h);
 void proa__queue_push(proa__queue *q, proa_handle *h);
+/* call_soon for the library's own callbacks: `drop` (may be NULL) runs
+ * instead of `cb` when the loop closes first, to release what arg holds. */
+int proa__call_soon(proa_loop *loop, proa_callback cb, proa_callback drop,
+                    void *arg);
 proa_handle *proa__queue_pop(proa__queue *q);
 
 /*
@@ -131,10 +136,9 @@ int proa__loop_check(proa_loop *loop, const char *what);
 /* As proa__loop_check() without the closed check. */
 int proa__loop_check_thread(proa_loop *loop, const char *what);
 
-/* Registers a hook that proa_loop_close() runs. */
-int proa__loop_add_close_hook(proa_loop *loop,
-                              void (*fn)(proa_loop *loop, void *arg),
-                              void *arg);
+/* ---- executor (executor.c) ---- */
+/* At close: shuts the default executor down and lets go of calls in flight. */
+void proa__executor_close(proa_loop *loop);
 
 /* ---- timers (timer.c) ---- */
 int proa__timer_push(proa_loop *loop, proa_handle *h);

@@ -58,6 +58,7 @@ static void handle_init(proa_handle *h, proa_loop *loop, proa_callback cb,
                         void *arg) {
   h->refs = 1;
   h->cb = cb;
+  h->drop = NULL;
   h->arg = arg;
   h->loop = loop;
   h->when = 0;
@@ -91,6 +92,15 @@ void proa__handle_release(proa_handle *h) {
   } else {
     free(h);
   }
+}
+
+void proa__handle_drop(proa_handle *h) {
+  if (h->state == PROA__HANDLE_SCHEDULED) {
+    h->state = PROA__HANDLE_DONE;
+    if (h->drop)
+      h->drop(h->arg);
+  }
+  proa__handle_release(h);
 }
 
 /* Gives the caller its own reference when it asked for the handle. */
@@ -200,35 +210,10 @@ const char *proa_loop_backend(const proa_loop *loop) {
   return loop->backend_name;
 }
 
-int proa__loop_add_close_hook(proa_loop *loop,
-                              void (*fn)(proa_loop *loop, void *arg),
-                              void *arg) {
-  proa__close_hook *hook = malloc(sizeof *hook);
-  if (!hook)
-    return PROA_ENOMEM;
-  hook->fn = fn;
-  hook->arg = arg;
-  hook->next = loop->close_hooks;
-  loop->close_hooks = hook;
-  return 0;
-}
-
 static void drop_queue(proa__queue *q) {
   proa_handle *h;
-  while ((h = proa__queue_pop(q)) != NULL) {
-    if (h->state == PROA__HANDLE_SCHEDULED)
-      h->state = PROA__HANDLE_DONE;
-    proa__handle_release(h);
-  }
-}
-
-static void run_close_hooks(proa_loop *loop) {
-  while (loop->close_hooks) {
-    proa__close_hook *hook = loop->close_hooks;
-    loop->close_hooks = hook->next;
-    hook->fn(loop, hook->arg);
-    free(hook);
-  }
+  while ((h = proa__queue_pop(q)) != NULL)
+    proa__handle_drop(h);
 }
 
 int proa_loop_close(proa_loop *loop) {
@@ -240,7 +225,7 @@ int proa_loop_close(proa_loop *loop) {
   if (loop->closed)
     return 0;
   proa__signals_close(loop);
-  run_close_hooks(loop);
+  proa__executor_close(loop);
   /* From here on call_soon_threadsafe refuses, and never touches the
    * backend again, so the backend can go. */
   proa__mutex_lock(loop->ts_lock);
@@ -327,6 +312,19 @@ int proa_call_soon(proa_loop *loop, proa_callback cb, void *arg,
     return PROA_ENOMEM;
   proa__queue_push(&loop->ready, h);
   hand_out(h, out);
+  return 0;
+}
+
+int proa__call_soon(proa_loop *loop, proa_callback cb, proa_callback drop,
+                    void *arg) {
+  proa_handle *h;
+  if (loop->closed)
+    return PROA_ECLOSED;
+  h = proa__handle_new(loop, cb, arg);
+  if (!h)
+    return PROA_ENOMEM;
+  h->drop = drop;
+  proa__queue_push(&loop->ready, h);
   return 0;
 }
 

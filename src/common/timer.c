@@ -93,8 +93,7 @@ void proa__timers_clear(proa_loop *loop) {
   while (loop->ntimers) {
     proa_handle *h = loop->timers[--loop->ntimers];
     h->heap_index = PROA__NOT_IN_HEAP;
-    h->state = PROA__HANDLE_DONE;
-    proa__handle_release(h);
+    proa__handle_drop(h);
   }
   free(loop->timers);
   loop->timers = NULL;

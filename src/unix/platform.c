@@ -1,7 +1,6 @@
-/* Clock, thread id, mutex and pipe helpers for Unix. */
+/* Clock, thread id and pipe helpers for Unix. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,29 +18,6 @@ uint64_t proa__thread_id(void) {
   static PROA__THREAD_LOCAL char marker;
   return (uint64_t)(uintptr_t)&marker;
 }
-
-struct proa__mutex {
-  pthread_mutex_t m;
-};
-
-proa__mutex *proa__mutex_new(void) {
-  proa__mutex *m = malloc(sizeof *m);
-  if (m && pthread_mutex_init(&m->m, NULL) != 0) {
-    free(m);
-    m = NULL;
-  }
-  return m;
-}
-
-void proa__mutex_free(proa__mutex *m) {
-  if (!m)
-    return;
-  pthread_mutex_destroy(&m->m);
-  free(m);
-}
-
-void proa__mutex_lock(proa__mutex *m) { pthread_mutex_lock(&m->m); }
-void proa__mutex_unlock(proa__mutex *m) { pthread_mutex_unlock(&m->m); }
 
 int proa__set_nonblock_cloexec(int fd) {
   int fl = fcntl(fd, F_GETFL);
