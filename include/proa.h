@@ -8,6 +8,8 @@
 #include "proa/executor.h"
 #include "proa/future.h"
 #include "proa/loop.h"
+#include "proa/net.h"
 #include "proa/signal.h"
+#include "proa/stream.h"
 
 #endif /* PROA_H */

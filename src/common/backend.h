@@ -23,9 +23,11 @@
  * - An idle connection pins no read buffer: wait-readable comes first, then a
  *   non-blocking read into a buffer the caller supplies.
  *
- * The socket operations (recv, send, recvfrom, sendto, accept, connect, pipe
- * read/write, wait-readable/-writable, cancel) are added to this header by
- * the transports that use them; the loop core needs only the calls below.
+ * The calls below are the whole contract: the loop core's (poll, wake-up,
+ * post, signals), the sockets' (open, operations, cancel), and a few
+ * services (clock, threads, locks). Synchronous socket calls that are the
+ * same on every OS (bind, listen, getsockname, setsockopt, getaddrinfo) live
+ * in src/common/socket.c behind sockets.h instead.
  */
 
 #include <stdint.h>
@@ -38,6 +40,7 @@
 #endif
 
 #include "proa/loop.h"
+#include "proa/stream.h"
 
 typedef struct proa__backend proa__backend;
 typedef struct proa__op proa__op;
@@ -98,6 +101,90 @@ void proa__backend_signal_stop(proa__backend *be, int signum);
 
 /* Implemented by the loop core; the backend calls it from poll. */
 void proa__loop_on_signal(proa_loop *loop, int signum);
+
+/* ---- sockets ---- */
+
+/* The backend's state for one socket (opaque above this header). */
+typedef struct proa__socket proa__socket;
+
+/* An accept operation; the listener may have several in flight. */
+typedef struct proa__accept_op {
+  proa__op op;
+  proa__socket *accepted; /* on success: the new connection's socket */
+#ifdef _WIN32
+  uintptr_t pending; /* the SOCKET that AcceptEx fills */
+  /* AcceptEx writes both addresses here: (sizeof(sockaddr_in6) + 16) x 2
+   * with room to spare. */
+  char addresses[2 * (128 + 16)];
+#endif
+} proa__accept_op;
+
+/*
+ * Creates a socket (PROA_AF_*, PROA_SOCK_*, protocol) that is non-blocking,
+ * not inherited by children, and associated with the loop. Returns 0 or the
+ * error (PROA_EAFNOSUPPORT, PROA_EMFILE, ...).
+ */
+int proa__socket_open(proa__backend *be, int family, int type, int protocol,
+                      proa__socket **out);
+
+/* Takes over an existing socket (an fd or a SOCKET) in the same way. */
+int proa__socket_adopt(proa__backend *be, intptr_t fd, proa__socket **out);
+
+/* Closes the socket and frees its state; no operation may be in flight. */
+void proa__socket_close(proa__socket *s);
+
+/* The OS socket (an fd or a SOCKET). */
+intptr_t proa__socket_fd(const proa__socket *s);
+
+/*
+ * Non-blocking calls made on the spot (the speculative path). try_recv
+ * returns the bytes read, 0 at end of stream, PROA_EAGAIN when nothing is
+ * there, or the error; try_send the bytes sent (perhaps fewer than offered)
+ * or PROA_EAGAIN or the error. Neither ever raises SIGPIPE.
+ */
+intptr_t proa__socket_try_recv(proa__socket *s, void *buf, size_t len);
+intptr_t proa__socket_try_send(proa__socket *s, const proa_buf *bufs,
+                               size_t count);
+
+/*
+ * Operations. Each completes through op->complete from a later poll, with
+ * op->result set as described; errors that happen on submission arrive the
+ * same way. At most one read-side (wait_readable, accept on Unix) and one
+ * write-side (send, connect) operation may be in flight per socket.
+ *
+ * wait_readable: 0 once data (or end of stream, or an error) can be read.
+ * On Windows this is a zero-byte overlapped receive.
+ */
+void proa__socket_wait_readable(proa__socket *s, proa__op *op);
+
+/*
+ * send: the bytes sent, at least 1 (the Unix engine may send fewer than
+ * offered; the caller re-submits the rest). The array and the buffers stay
+ * untouched and valid until completion. Only the first PROA__MAX_SEND_BUFS
+ * buffers are used.
+ */
+#define PROA__MAX_SEND_BUFS 16
+void proa__socket_send(proa__socket *s, proa__op *op, const proa_buf *bufs,
+                       size_t count);
+
+/* connect: 0 once connected. An unbound socket is bound to the wildcard
+ * address first where the OS needs that (ConnectEx). */
+void proa__socket_connect(proa__socket *s, proa__op *op,
+                          const proa_sockaddr *addr);
+
+/* accept: 0 with op->accepted set to the new connection's socket. A
+ * listener may have up to proa__accept_ops_max() accepts in flight. */
+int proa__accept_ops_max(void);
+void proa__socket_accept(proa__socket *s, proa__accept_op *op);
+
+/*
+ * Ends `op` early: it completes with PROA_ECANCELED, or with its real
+ * result if it finished first. Does nothing for an op not in flight.
+ */
+void proa__socket_cancel(proa__socket *s, proa__op *op);
+
+/* Translates a socket error (errno, or WSAGetLastError) to PROA_E*. */
+int proa__translate_socket_error(int err);
 
 /* ---- services every backend provides for the OS-independent code ---- */
 

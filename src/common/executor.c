@@ -183,6 +183,7 @@ struct proa__exec_call {
   proa_future *future;
   proa_work_fn fn;
   void *arg;
+  proa_free_fn free_arg; /* for an arg whose fn never ran, or NULL */
   proa_free_fn free_result;
   void *result;
   int error;
@@ -231,10 +232,13 @@ static void call_done(void *arg) {
 static void call_job(void *ctx, int status) {
   proa__exec_call *c = ctx;
   proa_loop *loop = c->loop;
-  if (status == 0)
+  if (status == 0) {
     c->error = c->fn(c->arg, &c->result);
-  else
+  } else {
     c->dropped = true;
+    if (c->free_arg)
+      c->free_arg(c->arg);
+  }
   /* PROA_ECLOSED: the loop let go of its side at close. */
   proa_call_soon_threadsafe(loop, call_done, c, NULL);
   call_release(c);
@@ -276,6 +280,12 @@ static proa__exec_call *call_new(proa_loop *loop, proa_work_fn fn, void *arg,
 int proa_run_in_executor(proa_loop *loop, proa_executor *executor,
                          proa_work_fn fn, void *arg, proa_free_fn free_result,
                          proa_future **out) {
+  return proa__run_in_executor(loop, executor, fn, arg, NULL, free_result, out);
+}
+
+int proa__run_in_executor(proa_loop *loop, proa_executor *executor,
+                          proa_work_fn fn, void *arg, proa_free_fn free_arg,
+                          proa_free_fn free_result, proa_future **out) {
   proa__exec_call *c;
   int err;
   if (out)
@@ -290,6 +300,7 @@ int proa_run_in_executor(proa_loop *loop, proa_executor *executor,
   c = call_new(loop, fn, arg, free_result);
   if (!c)
     return PROA_ENOMEM;
+  c->free_arg = free_arg;
   *out = proa_future_ref(c->future);
   err = executor->submit(executor, call_job, c);
   if (err) {

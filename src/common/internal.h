@@ -84,6 +84,14 @@ struct proa_loop {
 
   proa_handle *free_handles; /* recycled handles, linked through `next` */
   size_t nfree_handles;
+
+  /* Shared by every stream transport: reads land here and are handed to
+   * data_received at once, so idle connections own no read buffer. */
+  char *read_buf;
+  size_t read_buf_size;
+  /* Recycled write-queue chunks of the standard size. */
+  void *free_chunks;
+  size_t nfree_chunks;
 };
 
 enum proa__future_state {
@@ -137,6 +145,11 @@ int proa__loop_check(proa_loop *loop, const char *what);
 int proa__loop_check_thread(proa_loop *loop, const char *what);
 
 /* ---- executor (executor.c) ---- */
+/* run_in_executor with `free_arg`, called on arg if fn never runs (the
+ * executor dropped the job); on an immediate error the caller keeps arg. */
+int proa__run_in_executor(proa_loop *loop, proa_executor *executor,
+                          proa_work_fn fn, void *arg, proa_free_fn free_arg,
+                          proa_free_fn free_result, proa_future **out);
 /* At close: shuts the default executor down and lets go of calls in flight. */
 void proa__executor_close(proa_loop *loop);
 

@@ -243,6 +243,12 @@ int proa_loop_close(proa_loop *loop) {
     free(h);
   }
   loop->nfree_handles = 0;
+  while (loop->free_chunks) {
+    void *chunk = loop->free_chunks; /* a chunk's first field links them */
+    loop->free_chunks = *(void **)chunk;
+    free(chunk);
+  }
+  loop->nfree_chunks = 0;
   proa__backend_free(loop->backend);
   loop->backend = NULL;
   return 0;
@@ -262,6 +268,7 @@ void proa_loop_unref(proa_loop *loop) {
                   (void *)loop);
   proa_loop_close(loop);
   free(loop->signals);
+  free(loop->read_buf);
   proa__mutex_free(loop->ts_lock);
   free(loop);
 }

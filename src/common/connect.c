@@ -1,0 +1,432 @@
+/* create_connection: resolve, try each address (or race them), wrap. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sockets.h"
+#include "transport.h"
+
+typedef struct connector connector;
+
+/* One connection attempt to one address. */
+typedef struct attempt {
+  proa__op op;
+  connector *c;
+  proa__socket *sock;
+  size_t index; /* into c->addrs */
+  bool active;
+} attempt;
+
+struct connector {
+  proa_loop *loop;
+  proa_future *waiter; /* the caller's future */
+  const proa_protocol *proto;
+  void *self;
+  proa_connect_options opts;
+  char *host; /* copies of the caller's strings */
+  char *local_host;
+  int port;
+  proa_future *lookup; /* the getaddrinfo in progress */
+  proa_addrinfo *addrs;
+  size_t naddrs, next;
+  proa_sockaddr *locals; /* resolved local_host, if any */
+  size_t nlocals;
+  attempt *attempts; /* one per address */
+  size_t active;
+  proa_handle *timer; /* happy eyeballs: starts the next attempt */
+  bool done;
+  int last_error;
+  char *errors; /* "addr: ENAME; addr: ENAME" */
+};
+
+static void on_waiter_done(proa_future *f, void *arg);
+
+static void connector_free(connector *c) {
+  proa_future_remove_done_callback(c->waiter, on_waiter_done, c);
+  proa_handle_cancel(c->timer);
+  proa_handle_unref(c->timer);
+  if (c->lookup) {
+    proa_future_cancel(c->lookup, NULL);
+    proa_future_unref(c->lookup);
+  }
+  proa_future_unref(c->waiter);
+  free(c->host);
+  free(c->local_host);
+  free(c->addrs);
+  free(c->locals);
+  free(c->attempts);
+  free(c->errors);
+  free(c);
+}
+
+/* Frees the connector once it is done and no attempt is in flight. */
+static void maybe_free(connector *c) {
+  if (c->done && c->active == 0 && !c->lookup)
+    connector_free(c);
+}
+
+static void record_error(connector *c, const proa_sockaddr *addr, int err) {
+  char where[64] = "?";
+  size_t old = c->errors ? strlen(c->errors) : 0;
+  char *grown = realloc(c->errors, old + sizeof where + 64);
+  c->last_error = err;
+  if (!grown)
+    return; /* the code still says what happened */
+  c->errors = grown;
+  if (addr)
+    proa_sockaddr_format(addr, where, sizeof where);
+  snprintf(c->errors + old, sizeof where + 64, "%sconnect to %s: %s",
+           old ? "; " : "", where, proa_err_name(err));
+}
+
+static void fail(connector *c, int err, const char *message) {
+  if (c->done)
+    return;
+  c->done = true;
+  proa_future_set_error(c->waiter, err, message);
+}
+
+static void start_next(connector *c);
+
+/* Every address was tried and none connected. */
+static void maybe_all_failed(connector *c) {
+  if (c->done || c->active || c->next < c->naddrs)
+    return;
+  /* The common error, else the last one; the message names them all. */
+  fail(c, c->last_error ? c->last_error : PROA_EAI_NODATA, c->errors);
+}
+
+static void attempt_end(attempt *a) {
+  a->active = false;
+  a->c->active--;
+  if (a->sock) {
+    proa__socket_close(a->sock);
+    a->sock = NULL;
+  }
+}
+
+/* Cancels the attempts still in flight (another one won, or the caller
+ * gave up); each ends through its own completion. */
+static void cancel_others(connector *c, attempt *winner) {
+  size_t i;
+  for (i = 0; i < c->naddrs; i++)
+    if (c->attempts[i].active && &c->attempts[i] != winner)
+      proa__socket_cancel(c->attempts[i].sock, &c->attempts[i].op);
+  proa_handle_cancel(c->timer);
+}
+
+static void connected(connector *c, attempt *a) {
+  proa_transport *t;
+  int err;
+  c->done = true;
+  cancel_others(c, a);
+  err = proa__transport_new(c->loop, a->sock, c->proto, c->self, NULL, &t);
+  if (!err) {
+    a->sock = NULL; /* the transport owns it now */
+    err = proa__transport_start(t, c->waiter);
+    if (err)
+      proa_transport_unref(t); /* it never started: drop it, socket too */
+  }
+  if (err)
+    proa_future_set_error(c->waiter, err, NULL);
+  attempt_end(a);
+}
+
+static void on_connect(proa__op *op) {
+  attempt *a = (attempt *)(void *)op;
+  connector *c = a->c;
+  if (op->result == 0 && !c->done) {
+    connected(c, a);
+  } else {
+    if (op->result != PROA_ECANCELED || !c->done)
+      record_error(c, &c->addrs[a->index].addr,
+                   op->result ? (int)op->result : PROA_ECANCELED);
+    attempt_end(a);
+    if (!c->done) {
+      /* The next address need not wait for the stagger timer. */
+      proa_handle_cancel(c->timer);
+      proa_handle_unref(c->timer);
+      c->timer = NULL;
+      start_next(c);
+    }
+  }
+  maybe_free(c);
+}
+
+static const proa_sockaddr *local_for(connector *c, int family) {
+  size_t i;
+  for (i = 0; i < c->nlocals; i++)
+    if (proa_sockaddr_family(&c->locals[i]) == family)
+      return &c->locals[i];
+  return NULL;
+}
+
+/* Opens, binds and starts connecting; errors are recorded, not raised. */
+static bool attempt_start(connector *c, size_t index) {
+  attempt *a = &c->attempts[index];
+  const proa_addrinfo *ai = &c->addrs[index];
+  const proa_sockaddr *local = NULL;
+  int err;
+  a->c = c;
+  a->index = index;
+  a->op.complete = on_connect;
+  if (c->local_host || c->opts.local_port) {
+    local = local_for(c, ai->family);
+    if (!local) {
+      record_error(c, &ai->addr, PROA_EADDRNOTAVAIL);
+      return false;
+    }
+  }
+  err = proa__socket_open(c->loop->backend, ai->family, PROA_SOCK_STREAM,
+                          ai->protocol, &a->sock);
+  if (!err && local)
+    err = proa__socket_bind(a->sock, local);
+  if (!err)
+    proa__socket_setopt(a->sock, IPPROTO_TCP, TCP_NODELAY, 1);
+  if (err) {
+    record_error(c, &ai->addr, err);
+    if (a->sock)
+      proa__socket_close(a->sock);
+    a->sock = NULL;
+    return false;
+  }
+  a->active = true;
+  c->active++;
+  proa__socket_connect(a->sock, &a->op, &ai->addr);
+  return true;
+}
+
+static void on_stagger(void *arg) {
+  connector *c = arg;
+  proa_handle_unref(c->timer);
+  c->timer = NULL;
+  start_next(c);
+}
+
+/* Starts attempts until one is in flight; with happy eyeballs, arms the
+ * timer that starts the next one while this one is still trying. */
+static void start_next(connector *c) {
+  while (!c->done && c->next < c->naddrs) {
+    if (attempt_start(c, c->next++))
+      break;
+  }
+  if (!c->done && c->next < c->naddrs && c->active &&
+      c->opts.happy_eyeballs_delay > 0 && !c->timer)
+    proa_call_later(c->loop, c->opts.happy_eyeballs_delay, on_stagger, c,
+                    &c->timer);
+  maybe_all_failed(c);
+}
+
+/* Reorders addresses as RFC 8305 asks: `first` of the first family, then
+ * the two families alternate. */
+static void interleave(proa_addrinfo *addrs, size_t n, int first) {
+  proa_addrinfo *out = malloc(n * sizeof *out);
+  size_t i, k = 0, pos[2] = {0, 0};
+  int fam[2];
+  if (!out)
+    return; /* keep the resolver's order */
+  fam[0] = n ? addrs[0].family : 0;
+  fam[1] = fam[0] == PROA_AF_INET ? PROA_AF_INET6 : PROA_AF_INET;
+  /* turn 0 takes `first` of family 0, then each turn takes one. */
+  for (i = 0; k < n; i++) {
+    int side = (int)(i & 1), take = i == 0 ? first : 1;
+    while (take > 0 && pos[side] < n) {
+      proa_addrinfo *ai = &addrs[pos[side]++];
+      if (ai->family == fam[side]) {
+        out[k++] = *ai;
+        take--;
+      }
+    }
+    if (pos[0] >= n && pos[1] >= n)
+      break;
+  }
+  memcpy(addrs, out, k * sizeof *out);
+  free(out);
+}
+
+static void addresses_ready(connector *c) {
+  int first = c->opts.interleave;
+  if (!first && c->opts.happy_eyeballs_delay > 0)
+    first = 1;
+  if (first > 0)
+    interleave(c->addrs, c->naddrs, first);
+  c->attempts = calloc(c->naddrs, sizeof *c->attempts);
+  if (!c->attempts) {
+    fail(c, PROA_ENOMEM, NULL);
+    return;
+  }
+  start_next(c);
+}
+
+static void on_resolved(proa_future *f, void *arg) {
+  connector *c = arg;
+  proa_addrinfo_list *list;
+  int err = proa_future_result(f, (void **)&list);
+  proa_future_unref(c->lookup);
+  c->lookup = NULL;
+  if (!err && !c->done) {
+    c->addrs = malloc(list->count * sizeof *c->addrs);
+    if (c->addrs) {
+      memcpy(c->addrs, list->items, list->count * sizeof *c->addrs);
+      c->naddrs = list->count;
+      addresses_ready(c);
+    } else {
+      fail(c, PROA_ENOMEM, NULL);
+    }
+  } else if (err) {
+    fail(c, err, NULL);
+  }
+  maybe_free(c);
+}
+
+/* The caller cancelled its future: stop whatever is in flight. */
+static void on_waiter_done(proa_future *f, void *arg) {
+  connector *c = arg;
+  (void)f;
+  if (!proa_future_cancelled(c->waiter) || c->done)
+    return;
+  c->done = true;
+  cancel_others(c, NULL);
+  if (c->lookup)
+    proa_future_cancel(c->lookup, NULL);
+  maybe_free(c);
+}
+
+static char *copy_str(const char *s) {
+  char *p;
+  if (!s)
+    return NULL;
+  p = malloc(strlen(s) + 1);
+  if (p)
+    strcpy(p, s);
+  return p;
+}
+
+/* local_host (numeric, or NULL for the wildcard) and local_port. */
+static int resolve_local(connector *c) {
+  static const char *const wildcards[2] = {"0.0.0.0", "::"};
+  size_t i, n = c->local_host ? 1 : 2;
+  c->locals = calloc(n, sizeof *c->locals);
+  if (!c->locals)
+    return PROA_ENOMEM;
+  for (i = 0; i < n; i++) {
+    const char *ip = c->local_host ? c->local_host : wildcards[i];
+    if (proa_sockaddr_from_ip(&c->locals[i], ip, c->opts.local_port) != 0)
+      return PROA_EINVAL; /* local_host must be a numeric address */
+  }
+  c->nlocals = n;
+  return 0;
+}
+
+/* A numeric host needs no lookup (and no thread hop). */
+static int resolve(connector *c) {
+  proa_addrinfo_hints hints = PROA_ADDRINFO_HINTS_INIT;
+  proa_addrinfo ai;
+  char service[8];
+  int err;
+  memset(&ai, 0, sizeof ai);
+  if (proa_sockaddr_from_ip(&ai.addr, c->host, c->port) == 0) {
+    ai.family = proa_sockaddr_family(&ai.addr);
+    ai.socktype = PROA_SOCK_STREAM;
+    if (c->opts.family && c->opts.family != ai.family)
+      return PROA_EAI_FAMILY;
+    c->addrs = malloc(sizeof ai);
+    if (!c->addrs)
+      return PROA_ENOMEM;
+    c->addrs[0] = ai;
+    c->naddrs = 1;
+    addresses_ready(c);
+    return 0;
+  }
+  hints.family = c->opts.family;
+  hints.socktype = PROA_SOCK_STREAM;
+  hints.protocol = c->opts.proto;
+  hints.flags = c->opts.flags;
+  snprintf(service, sizeof service, "%d", c->port);
+  err = proa_getaddrinfo(c->loop, c->host, service, &hints, &c->lookup);
+  if (!err)
+    err = proa_future_add_done_callback(c->lookup, on_resolved, c);
+  return err;
+}
+
+static int wrap_socket(proa_loop *loop, const proa_protocol *protocol,
+                       void *self, intptr_t sock, proa_future *waiter) {
+  proa__socket *s;
+  proa_transport *t;
+  int err = proa__socket_adopt(loop->backend, sock, &s);
+  if (err)
+    return err;
+  err = proa__transport_new(loop, s, protocol, self, NULL, &t);
+  if (err) {
+    proa__socket_close(s);
+    return err;
+  }
+  err = proa__transport_start(t, waiter);
+  if (err)
+    proa_transport_unref(t);
+  return err;
+}
+
+static int check_options(const char *host, int port,
+                         const proa_connect_options *o) {
+  if (o->ssl || o->server_hostname)
+    return PROA_ENOTSUP;
+  if (o->sock != -1)
+    return host || o->local_host || o->local_port ? PROA_EINVAL : 0;
+  if (!host || port < 0 || port > 65535 || o->local_port < 0 ||
+      o->local_port > 65535 || o->happy_eyeballs_delay < 0 || o->interleave < 0)
+    return PROA_EINVAL;
+  return 0;
+}
+
+int proa_create_connection(proa_loop *loop, const proa_protocol *protocol,
+                           void *self, const char *host, int port,
+                           const proa_connect_options *opts,
+                           proa_future **out) {
+  proa_connect_options o = PROA_CONNECT_OPTIONS_INIT;
+  connector *c;
+  int err;
+  if (out)
+    *out = NULL;
+  if (!loop || !out)
+    return PROA_EINVAL;
+  if (opts)
+    o = *opts;
+  err = check_options(host, port, &o);
+  if (!err)
+    err = proa__loop_check(loop, "proa_create_connection");
+  if (!err)
+    err = proa_future_new(loop, out);
+  if (err)
+    return err;
+  if (o.sock != -1) {
+    err = wrap_socket(loop, protocol, self, o.sock, *out);
+  } else if (!(c = calloc(1, sizeof *c))) {
+    err = PROA_ENOMEM;
+  } else {
+    c->loop = loop;
+    c->waiter = proa_future_ref(*out);
+    c->proto = protocol;
+    c->self = self;
+    c->opts = o;
+    c->port = port;
+    c->host = copy_str(host);
+    c->local_host = copy_str(o.local_host);
+    err = !c->host || (o.local_host && !c->local_host) ? PROA_ENOMEM : 0;
+    if (!err && (o.local_host || o.local_port))
+      err = resolve_local(c);
+    if (!err)
+      err = proa_future_add_done_callback(*out, on_waiter_done, c);
+    if (!err)
+      err = resolve(c);
+    if (err) {
+      c->done = true;
+      maybe_free(c);
+    }
+  }
+  if (err) {
+    proa_future_unref(*out);
+    *out = NULL;
+  }
+  return err;
+}

@@ -1,0 +1,549 @@
+/* create_server and proa_server: listening sockets that accept transports. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sockets.h"
+#include "transport.h"
+
+#define MAX_ACCEPTS 8       /* accepts in flight per listener, at most */
+#define ACCEPT_BACKOFF 0.25 /* seconds to pause after EMFILE and friends */
+
+typedef struct listener listener;
+
+/* One accept operation and the listener it belongs to. */
+typedef struct accept_slot {
+  proa__accept_op aop; /* first: the op's address is the slot's */
+  listener *l;
+  bool busy;
+} accept_slot;
+
+struct listener {
+  proa_server *server;
+  proa__socket *sock; /* NULL once closed */
+  int pending;        /* accepts in flight */
+  accept_slot slots[MAX_ACCEPTS];
+};
+
+typedef struct client {
+  proa_transport *t;
+  struct client *next;
+} client;
+
+struct proa_server {
+  proa__atomic_int refs;
+  proa_loop *loop;
+  proa_protocol_factory factory;
+  void *factory_arg;
+  listener *listeners;
+  size_t nlisteners;
+  size_t open_listeners; /* sockets not yet closed */
+  client *clients;
+  size_t nclients;
+  proa_future **waiters; /* wait_closed futures */
+  size_t nwaiters;
+  proa_handle *backoff;
+  int backlog;
+  bool serving;
+  bool closed;
+};
+
+proa_server *proa_server_ref(proa_server *s) {
+  proa__atomic_add(&s->refs, 1);
+  return s;
+}
+
+void proa_server_unref(proa_server *s) {
+  if (!s || proa__atomic_add(&s->refs, -1) != 0)
+    return;
+  free(s->listeners);
+  free(s->waiters);
+  proa_loop_unref(s->loop);
+  free(s);
+}
+
+static void server_release(void *s) { proa_server_unref(s); }
+
+static void on_accept(proa__op *op);
+
+/* ---- wait_closed ---- */
+
+static void maybe_closed(proa_server *s) {
+  size_t i;
+  if (!s->closed || s->open_listeners || s->nclients)
+    return;
+  for (i = 0; i < s->nwaiters; i++) {
+    proa_future_set_result(s->waiters[i], NULL, NULL);
+    proa_future_unref(s->waiters[i]);
+  }
+  s->nwaiters = 0;
+}
+
+int proa_server_wait_closed(proa_server *s, proa_future **out) {
+  proa_future **grown;
+  int err;
+  if (!s || !out)
+    return PROA_EINVAL;
+  err = proa_future_new(s->loop, out);
+  if (err)
+    return err;
+  grown = realloc(s->waiters, (s->nwaiters + 1) * sizeof *grown);
+  if (!grown) {
+    proa_future_unref(*out);
+    *out = NULL;
+    return PROA_ENOMEM;
+  }
+  s->waiters = grown;
+  s->waiters[s->nwaiters++] = proa_future_ref(*out);
+  maybe_closed(s);
+  return 0;
+}
+
+/* ---- accepting ---- */
+
+static void accept_submit(listener *l) {
+  int i, max = proa__accept_ops_max();
+  for (i = 0; i < max && i < MAX_ACCEPTS; i++) {
+    accept_slot *slot = &l->slots[i];
+    if (!l->server->serving || l->server->backoff)
+      return;
+    if (slot->busy)
+      continue;
+    slot->busy = true;
+    slot->l = l;
+    slot->aop.op.complete = on_accept;
+    l->pending++;
+    proa__socket_accept(l->sock, &slot->aop);
+  }
+}
+
+static void listener_close(listener *l) {
+  proa_server *s = l->server;
+  proa__socket_close(l->sock);
+  l->sock = NULL;
+  s->open_listeners--;
+  maybe_closed(s);
+  proa_server_unref(s); /* each open listener held one */
+}
+
+/* Stops accepting on `l`; the socket closes when no accept is in flight. */
+static void listener_stop(listener *l) {
+  int i;
+  if (!l->sock)
+    return;
+  if (!l->pending) {
+    listener_close(l);
+    return;
+  }
+  for (i = 0; i < MAX_ACCEPTS; i++)
+    if (l->slots[i].busy)
+      proa__socket_cancel(l->sock, &l->slots[i].aop.op);
+}
+
+static void new_connection(proa_server *s, proa__socket *sock) {
+  const proa_protocol *proto = NULL;
+  void *self = NULL;
+  proa_transport *t;
+  client *c = malloc(sizeof *c);
+  int err = c ? s->factory(s->factory_arg, &proto, &self) : PROA_ENOMEM;
+  if (!err)
+    err = proa__transport_new(s->loop, sock, proto, self, s, &t);
+  if (err) {
+    free(c);
+    proa__socket_close(sock);
+    proa__report(s->loop, err, "server could not set up a new connection");
+    return;
+  }
+  proa__socket_setopt(sock, IPPROTO_TCP, TCP_NODELAY, 1);
+  c->t = t;
+  c->next = s->clients;
+  s->clients = c;
+  s->nclients++;
+  proa_server_ref(s); /* each client holds one until it is lost */
+  if (proa__transport_start(t, NULL) != 0)
+    proa_transport_abort(t);
+}
+
+void proa__server_connection_lost(proa_server *s, proa_transport *t) {
+  client **pp;
+  for (pp = &s->clients; *pp; pp = &(*pp)->next) {
+    if ((*pp)->t == t) {
+      client *c = *pp;
+      *pp = c->next;
+      free(c);
+      s->nclients--;
+      break;
+    }
+  }
+  maybe_closed(s);
+  proa_server_unref(s);
+}
+
+static void end_backoff(void *arg) {
+  proa_server *s = arg;
+  size_t i;
+  proa_handle_unref(s->backoff);
+  s->backoff = NULL;
+  for (i = 0; i < s->nlisteners; i++)
+    if (s->listeners[i].sock)
+      accept_submit(&s->listeners[i]);
+}
+
+/* Out of descriptors or memory: say so, pause accepting, then go on. */
+static void back_off(proa_server *s, int err) {
+  proa__report(s->loop, err,
+               "server could not accept a connection; retrying in %.2f s",
+               ACCEPT_BACKOFF);
+  if (!s->backoff)
+    proa_call_later(s->loop, ACCEPT_BACKOFF, end_backoff, s, &s->backoff);
+}
+
+static bool resource_error(intptr_t err) {
+  return err == PROA_EMFILE || err == PROA_ENFILE || err == PROA_ENOBUFS ||
+         err == PROA_ENOMEM;
+}
+
+static void on_accept(proa__op *op) {
+  accept_slot *slot = (accept_slot *)(void *)op;
+  listener *l = slot->l;
+  proa_server *s = l->server;
+  slot->busy = false;
+  l->pending--;
+  if (op->result == 0 && s->serving)
+    new_connection(s, slot->aop.accepted);
+  else if (op->result == 0)
+    proa__socket_close(slot->aop.accepted); /* raced with close */
+  else if (resource_error(op->result))
+    back_off(s, (int)op->result);
+  /* Other errors (a connection reset before it was accepted, ...) concern
+   * one connection only: accepting simply goes on. */
+  if (!s->serving) {
+    if (!l->pending)
+      listener_close(l);
+    return;
+  }
+  accept_submit(l);
+}
+
+int proa_server_start_serving(proa_server *s) {
+  size_t i;
+  if (!s)
+    return PROA_EINVAL;
+  if (s->closed)
+    return PROA_ECLOSED;
+  if (s->serving)
+    return 0;
+  s->serving = true;
+  for (i = 0; i < s->nlisteners; i++)
+    accept_submit(&s->listeners[i]);
+  return 0;
+}
+
+bool proa_server_is_serving(const proa_server *s) { return s->serving; }
+
+void proa_server_close(proa_server *s) {
+  size_t i;
+  if (!s || s->closed)
+    return;
+  s->closed = true;
+  s->serving = false;
+  proa_handle_cancel(s->backoff);
+  proa_handle_unref(s->backoff);
+  s->backoff = NULL;
+  for (i = 0; i < s->nlisteners; i++)
+    listener_stop(&s->listeners[i]);
+  maybe_closed(s);
+}
+
+static void for_each_client(proa_server *s, void (*fn)(proa_transport *)) {
+  client *c = s->clients, *next;
+  /* Closing a client only schedules its removal, so the list holds. */
+  for (; c; c = next) {
+    next = c->next;
+    fn(c->t);
+  }
+}
+
+void proa_server_close_clients(proa_server *s) {
+  for_each_client(s, proa_transport_close);
+}
+
+void proa_server_abort_clients(proa_server *s) {
+  for_each_client(s, proa_transport_abort);
+}
+
+size_t proa_server_socket_count(const proa_server *s) {
+  return s->closed ? 0 : s->nlisteners;
+}
+
+int proa_server_sockname(const proa_server *s, size_t i, proa_sockaddr *out) {
+  if (!s || !out || i >= proa_server_socket_count(s))
+    return PROA_EINVAL;
+  return proa__socket_name(s->listeners[i].sock, out, false);
+}
+
+intptr_t proa_server_socket(const proa_server *s, size_t i) {
+  if (!s || i >= proa_server_socket_count(s))
+    return -1;
+  return proa__socket_fd(s->listeners[i].sock);
+}
+
+/* ---- create_server ---- */
+
+/* A create_server call waiting for its host lookups. */
+typedef struct setup {
+  proa_server *s;
+  proa_future *waiter;
+  proa_server_options opts;
+  int port;
+  proa_sockaddr *addrs; /* every address to listen on */
+  size_t naddrs;
+  size_t lookups; /* getaddrinfo calls still running */
+  int error;
+  bool wildcard; /* no host given: skip families the OS lacks */
+} setup;
+
+static int add_addr(setup *st, const proa_sockaddr *a) {
+  size_t i;
+  proa_sockaddr *grown;
+  for (i = 0; i < st->naddrs; i++)
+    if (st->addrs[i].len == a->len &&
+        memcmp(st->addrs[i].storage, a->storage, (size_t)a->len) == 0)
+      return 0; /* listed twice by the resolver */
+  grown = realloc(st->addrs, (st->naddrs + 1) * sizeof *grown);
+  if (!grown)
+    return PROA_ENOMEM;
+  st->addrs = grown;
+  st->addrs[st->naddrs++] = *a;
+  return 0;
+}
+
+static int set_listener_options(setup *st, proa__socket *sock, int family) {
+  int err = 0;
+#ifdef _WIN32
+  /* SO_REUSEADDR on Windows lets another process steal the port. */
+  bool reuse_addr = st->opts.reuse_address > 0;
+#else
+  bool reuse_addr = st->opts.reuse_address != 0;
+#endif
+  if (reuse_addr)
+    err = proa__socket_setopt(sock, SOL_SOCKET, SO_REUSEADDR, 1);
+  if (!err && st->opts.reuse_port > 0) {
+#ifdef SO_REUSEPORT
+    err = proa__socket_setopt(sock, SOL_SOCKET, SO_REUSEPORT, 1);
+#else
+    err = PROA_ENOTSUP;
+#endif
+  }
+  /* Separate IPv4 and IPv6 listeners, as asyncio does. */
+  if (!err && family == PROA_AF_INET6)
+    err = proa__socket_setopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+  return err;
+}
+
+/* Opens, binds and listens on one address; on failure says where. */
+static int open_listener(setup *st, const proa_sockaddr *a, listener *l,
+                         char *why, size_t whysize) {
+  int family = proa_sockaddr_family(a), err;
+  char where[64] = "?";
+  err = proa__socket_open(st->s->loop->backend, family, PROA_SOCK_STREAM, 0,
+                          &l->sock);
+  if (err)
+    return err;
+  err = set_listener_options(st, l->sock, family);
+  if (!err)
+    err = proa__socket_bind(l->sock, a);
+  if (!err)
+    err = proa__socket_listen(l->sock, st->opts.backlog);
+  if (err) {
+    proa_sockaddr_format(a, where, sizeof where);
+    snprintf(why, whysize, "error while attempting to bind on address %s: %s",
+             where, proa_strerror(err));
+    proa__socket_close(l->sock);
+    l->sock = NULL;
+  }
+  return err;
+}
+
+static void add_listener(proa_server *s, listener *l) {
+  l->server = s;
+  s->open_listeners++;
+  proa_server_ref(s);
+}
+
+static void close_listeners(proa_server *s) {
+  size_t i;
+  for (i = 0; i < s->nlisteners; i++)
+    if (s->listeners[i].sock)
+      listener_close(&s->listeners[i]);
+}
+
+/* All lookups are in: listen everywhere, or nowhere. */
+static void setup_finish(setup *st) {
+  proa_server *s = st->s;
+  char why[160] = "";
+  size_t i;
+  int err = st->error;
+  /* An adopted socket (opts.sock) is already listening. */
+  if (!err && !s->listeners && !proa_future_done(st->waiter)) {
+    s->listeners = calloc(st->naddrs ? st->naddrs : 1, sizeof *s->listeners);
+    err = s->listeners ? 0 : PROA_ENOMEM;
+    for (i = 0; !err && i < st->naddrs; i++) {
+      listener *l = &s->listeners[s->nlisteners];
+      err = open_listener(st, &st->addrs[i], l, why, sizeof why);
+      if (err == PROA_EAFNOSUPPORT && st->wildcard)
+        err = 0; /* this OS has no IPv6 (or IPv4): listen on the rest */
+      else if (!err) {
+        add_listener(s, l);
+        s->nlisteners++;
+      }
+    }
+    if (!err && !s->nlisteners)
+      err = PROA_EADDRNOTAVAIL;
+  }
+  if (err) {
+    close_listeners(s);
+    s->closed = true;
+    proa_future_set_error(st->waiter, err, why[0] ? why : NULL);
+  } else if (!proa_future_done(st->waiter)) {
+    if (st->opts.start_serving)
+      proa_server_start_serving(s);
+    proa_future_set_result(st->waiter, proa_server_ref(s), server_release);
+  } else {
+    proa_server_close(s); /* the caller cancelled */
+  }
+  proa_server_unref(s);
+  proa_future_unref(st->waiter);
+  free(st->addrs);
+  free(st);
+}
+
+static void on_lookup(proa_future *f, void *arg) {
+  setup *st = arg;
+  proa_addrinfo_list *list;
+  size_t i;
+  int err = proa_future_result(f, (void **)&list);
+  for (i = 0; !err && i < list->count; i++)
+    err = add_addr(st, &list->items[i].addr);
+  if (err && !st->error)
+    st->error = err;
+  proa_future_unref(f);
+  if (--st->lookups == 0)
+    setup_finish(st);
+}
+
+/* A numeric host is added at once; a name goes to the resolver. */
+static int add_host(setup *st, const char *host) {
+  proa_addrinfo_hints hints = PROA_ADDRINFO_HINTS_INIT;
+  proa_sockaddr a;
+  proa_future *f;
+  char service[8];
+  int err;
+  if (proa_sockaddr_from_ip(&a, host, st->port) == 0) {
+    if (st->opts.family && proa_sockaddr_family(&a) != st->opts.family)
+      return PROA_EAI_FAMILY;
+    return add_addr(st, &a);
+  }
+  hints.family = st->opts.family;
+  hints.socktype = PROA_SOCK_STREAM;
+  hints.flags = st->opts.flags | PROA_AI_PASSIVE;
+  snprintf(service, sizeof service, "%d", st->port);
+  err = proa_getaddrinfo(st->s->loop, host, service, &hints, &f);
+  if (!err) {
+    err = proa_future_add_done_callback(f, on_lookup, st);
+    if (err)
+      proa_future_unref(f);
+    else
+      st->lookups++;
+  }
+  return err;
+}
+
+static int add_hosts(setup *st, const char *host) {
+  const char *const *h;
+  int err = 0;
+  if (st->opts.hosts) {
+    for (h = st->opts.hosts; *h && !err; h++)
+      err = add_host(st, *h);
+    return err;
+  }
+  if (host)
+    return add_host(st, host);
+  /* No host: every interface, each family the caller allows. */
+  st->wildcard = true;
+  if (st->opts.family != PROA_AF_INET6)
+    err = add_host(st, "0.0.0.0");
+  if (!err && st->opts.family != PROA_AF_INET)
+    err = add_host(st, "::");
+  return err;
+}
+
+static int adopt_listener(setup *st) {
+  proa_server *s = st->s;
+  listener *l;
+  int err;
+  s->listeners = calloc(1, sizeof *s->listeners);
+  if (!s->listeners)
+    return PROA_ENOMEM;
+  l = &s->listeners[0];
+  err = proa__socket_adopt(s->loop->backend, st->opts.sock, &l->sock);
+  if (!err)
+    err = proa__socket_listen(l->sock, st->opts.backlog);
+  if (err) {
+    if (l->sock)
+      proa__socket_close(l->sock);
+    l->sock = NULL;
+    return err;
+  }
+  add_listener(s, l);
+  s->nlisteners = 1;
+  return 0;
+}
+
+int proa_create_server(proa_loop *loop, proa_protocol_factory factory,
+                       void *factory_arg, const char *host, int port,
+                       const proa_server_options *opts, proa_future **out) {
+  proa_server_options o = PROA_SERVER_OPTIONS_INIT;
+  setup *st;
+  int err;
+  if (out)
+    *out = NULL;
+  if (opts)
+    o = *opts;
+  if (!loop || !factory || !out || port < 0 || port > 65535 ||
+      (o.sock != -1 && (host || o.hosts)))
+    return PROA_EINVAL;
+  if (o.ssl)
+    return PROA_ENOTSUP;
+  err = proa__loop_check(loop, "proa_create_server");
+  if (err)
+    return err;
+  st = calloc(1, sizeof *st);
+  if (!st || !(st->s = calloc(1, sizeof *st->s))) {
+    free(st);
+    return PROA_ENOMEM;
+  }
+  st->s->refs = 1;
+  st->s->loop = proa_loop_ref(loop);
+  st->s->factory = factory;
+  st->s->factory_arg = factory_arg;
+  st->opts = o;
+  st->port = port;
+  if (st->opts.backlog <= 0)
+    st->opts.backlog = 100;
+  err = proa_future_new(loop, &st->waiter);
+  if (!err) {
+    *out = proa_future_ref(st->waiter);
+    st->lookups = 1; /* held until every host is handed out */
+    if (o.sock != -1)
+      st->error = adopt_listener(st);
+    else
+      st->error = add_hosts(st, host);
+    if (--st->lookups == 0)
+      setup_finish(st);
+    return 0;
+  }
+  proa_server_unref(st->s);
+  free(st);
+  return err;
+}

@@ -1,0 +1,159 @@
+/* Socket calls that are the same on every OS: addresses, bind, options. */
+#include <stdio.h>
+#include <string.h>
+
+#include "sockets.h"
+
+int proa__os_family(int proa_family) {
+  switch (proa_family) {
+  case PROA_AF_INET:
+    return AF_INET;
+  case PROA_AF_INET6:
+    return AF_INET6;
+  default:
+    return AF_UNSPEC;
+  }
+}
+
+int proa__proa_family(int os_family) {
+  switch (os_family) {
+  case AF_INET:
+    return PROA_AF_INET;
+  case AF_INET6:
+    return PROA_AF_INET6;
+  default:
+    return PROA_AF_UNSPEC;
+  }
+}
+
+static const struct sockaddr *sa(const proa_sockaddr *a) {
+  return (const struct sockaddr *)(const void *)a->storage;
+}
+
+int proa_sockaddr_from_ip(proa_sockaddr *out, const char *ip, int port) {
+  struct addrinfo hints, *res = NULL;
+  char service[8];
+  if (!out || !ip || port < 0 || port > 65535)
+    return PROA_EINVAL;
+  memset(out, 0, sizeof *out);
+  /* getaddrinfo with NUMERICHOST parses both families and IPv6 scopes. */
+  memset(&hints, 0, sizeof hints);
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+  hints.ai_socktype = SOCK_STREAM;
+  snprintf(service, sizeof service, "%d", port);
+  if (getaddrinfo(ip, service, &hints, &res) != 0 || !res)
+    return PROA_EINVAL;
+  if ((size_t)res->ai_addrlen > sizeof out->storage) {
+    freeaddrinfo(res);
+    return PROA_EINVAL;
+  }
+  memcpy(out->storage, res->ai_addr, res->ai_addrlen);
+  out->len = (int)res->ai_addrlen;
+  freeaddrinfo(res);
+  return 0;
+}
+
+int proa_sockaddr_family(const proa_sockaddr *addr) {
+  if (!addr || addr->len < 2) /* shorter than the family field */
+    return PROA_AF_UNSPEC;
+  return proa__proa_family(sa(addr)->sa_family);
+}
+
+int proa_sockaddr_port(const proa_sockaddr *addr) {
+  switch (proa_sockaddr_family(addr)) {
+  case PROA_AF_INET:
+    return ntohs(
+        ((const struct sockaddr_in *)(const void *)addr->storage)->sin_port);
+  case PROA_AF_INET6:
+    return ntohs(
+        ((const struct sockaddr_in6 *)(const void *)addr->storage)->sin6_port);
+  default:
+    return PROA_EINVAL;
+  }
+}
+
+int proa_sockaddr_ip(const proa_sockaddr *addr, char *buf, size_t size) {
+  char host[NI_MAXHOST];
+  size_t len;
+  int family = proa_sockaddr_family(addr);
+  if (!buf || family == PROA_AF_UNSPEC)
+    return PROA_EINVAL;
+  if (getnameinfo(sa(addr), (proa__socklen)addr->len, host, sizeof host, NULL,
+                  0, NI_NUMERICHOST) != 0)
+    return PROA_EINVAL;
+  len = strlen(host);
+  if (len >= size)
+    return PROA_ENOSPC;
+  memcpy(buf, host, len + 1);
+  return (int)len;
+}
+
+int proa_sockaddr_format(const proa_sockaddr *addr, char *buf, size_t size) {
+  char host[NI_MAXHOST];
+  int n, port = proa_sockaddr_port(addr);
+  if (port < 0 || !buf)
+    return PROA_EINVAL;
+  n = proa_sockaddr_ip(addr, host, sizeof host);
+  if (n < 0)
+    return n;
+  if (proa_sockaddr_family(addr) == PROA_AF_INET6)
+    n = snprintf(buf, size, "[%s]:%d", host, port);
+  else
+    n = snprintf(buf, size, "%s:%d", host, port);
+  return n < 0 || (size_t)n >= size ? PROA_ENOSPC : n;
+}
+
+static proa__os_socket fd_of(proa__socket *s) {
+  return (proa__os_socket)proa__socket_fd(s);
+}
+
+static int last_error(void) {
+  return proa__translate_socket_error(proa__socket_errno());
+}
+
+int proa__socket_bind(proa__socket *s, const proa_sockaddr *addr) {
+  if (bind(fd_of(s), sa(addr), (proa__socklen)addr->len) != 0)
+    return last_error();
+  return 0;
+}
+
+int proa__socket_listen(proa__socket *s, int backlog) {
+  return listen(fd_of(s), backlog) == 0 ? 0 : last_error();
+}
+
+int proa__socket_name(proa__socket *s, proa_sockaddr *out, bool peer) {
+  proa__socklen len = (proa__socklen)sizeof out->storage;
+  struct sockaddr *p = (struct sockaddr *)(void *)out->storage;
+  int rc =
+      peer ? getpeername(fd_of(s), p, &len) : getsockname(fd_of(s), p, &len);
+  if (rc != 0) {
+    out->len = 0;
+    return last_error();
+  }
+  out->len = (int)len;
+  return 0;
+}
+
+int proa__socket_shutdown_write(proa__socket *s) {
+#ifdef _WIN32
+  int how = SD_SEND;
+#else
+  int how = SHUT_WR;
+#endif
+  return shutdown(fd_of(s), how) == 0 ? 0 : last_error();
+}
+
+int proa__socket_setopt(proa__socket *s, int level, int name, int value) {
+  if (setsockopt(fd_of(s), level, name, (const char *)&value,
+                 (proa__socklen)sizeof value) != 0)
+    return last_error();
+  return 0;
+}
+
+int proa__socket_pending_error(proa__socket *s) {
+  int err = 0;
+  proa__socklen len = (proa__socklen)sizeof err;
+  if (getsockopt(fd_of(s), SOL_SOCKET, SO_ERROR, (char *)&err, &len) != 0)
+    return last_error();
+  return proa__translate_socket_error(err);
+}

@@ -1,0 +1,47 @@
+/* The BSD socket headers of the OS, for the socket code shared by all OSes. */
+#ifndef PROA_SOCKETS_H
+#define PROA_SOCKETS_H
+
+/*
+ * Winsock and POSIX sockets agree on bind, listen, getsockname, setsockopt,
+ * getaddrinfo and the sockaddr structures; this header hides where they
+ * differ (headers, the error variable, a few names) so that the code using
+ * them is written once, in src/common/socket.c.
+ */
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+typedef SOCKET proa__os_socket;
+typedef int proa__socklen;
+#define proa__socket_errno() WSAGetLastError()
+#else
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+typedef int proa__os_socket;
+typedef socklen_t proa__socklen;
+#define proa__socket_errno() errno
+#endif
+
+#include "internal.h"
+
+/* The OS's AF_* for a PROA_AF_* value (AF_UNSPEC for unknown ones). */
+int proa__os_family(int proa_family);
+/* The PROA_AF_* value of an OS address family. */
+int proa__proa_family(int os_family);
+
+/* Synchronous socket calls; each returns 0 or a PROA_E* code. */
+int proa__socket_bind(proa__socket *s, const proa_sockaddr *addr);
+int proa__socket_listen(proa__socket *s, int backlog);
+int proa__socket_name(proa__socket *s, proa_sockaddr *out, bool peer);
+int proa__socket_shutdown_write(proa__socket *s);
+/* SO_REUSEADDR, TCP_NODELAY, ...: level and name are the OS's. */
+int proa__socket_setopt(proa__socket *s, int level, int name, int value);
+/* The pending error of a socket (SO_ERROR), translated. */
+int proa__socket_pending_error(proa__socket *s);
+
+#endif /* PROA_SOCKETS_H */
