@@ -178,6 +178,25 @@ int proa__accept_ops_max(void);
 void proa__socket_accept(proa__socket *s, proa__accept_op *op);
 
 /*
+ * Datagrams. try_recvfrom reads one datagram into buf and its sender into
+ * *from: the bytes read, PROA_EAGAIN, PROA_EMSGSIZE when the datagram was
+ * larger than len (the rest is lost; the caller reports it), or the error.
+ * try_sendto sends one datagram to `to` (NULL: the connected peer): the
+ * bytes sent, PROA_EAGAIN, or the error. wait_readable (above) waits for a
+ * datagram; sendto is the write-side op that sends one datagram when the
+ * socket can take it (the buffer and address stay valid until completion).
+ * Errors reported by ICMP (PROA_ECONNREFUSED on a connected socket) come
+ * back from these calls like any other error; on Windows, unconnected UDP
+ * sockets are opened with SIO_UDP_CONNRESET off so that they do not.
+ */
+intptr_t proa__socket_try_recvfrom(proa__socket *s, void *buf, size_t len,
+                                   proa_sockaddr *from);
+intptr_t proa__socket_try_sendto(proa__socket *s, const void *buf, size_t len,
+                                 const proa_sockaddr *to);
+void proa__socket_sendto(proa__socket *s, proa__op *op, const void *buf,
+                         size_t len, const proa_sockaddr *to);
+
+/*
  * Ends `op` early: it completes with PROA_ECANCELED, or with its real
  * result if it finished first. Does nothing for an op not in flight.
  */

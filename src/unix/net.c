@@ -16,12 +16,15 @@ struct proa__socket {
   proa__io io;
   proa__op *read_op;          /* wait_readable, or &accept_op->op */
   proa__accept_op *accept_op; /* set while the read op is an accept */
-  proa__op *write_op;         /* send or connect */
-  bool connecting;
+  proa__op *write_op;         /* send, sendto or connect */
+  enum { WRITE_SEND, WRITE_SENDTO, WRITE_CONNECT } write_kind;
   bool dispatching; /* on_ready is running: close must not free yet */
   bool closed;
   size_t nbufs;
   const proa_buf *bufs; /* the send op's, valid until it completes */
+  const void *dgram;    /* the sendto op's datagram and address */
+  size_t dgram_len;
+  const proa_sockaddr *dgram_to;
 };
 
 int proa__translate_socket_error(int err) { return proa__translate_errno(err); }
@@ -155,7 +158,7 @@ void proa__socket_send(proa__socket *s, proa__op *op, const proa_buf *bufs,
                        size_t count) {
   s->bufs = bufs;
   s->nbufs = count;
-  s->connecting = false;
+  s->write_kind = WRITE_SEND;
   if (watch(s, op, PROA__IO_WRITE))
     s->write_op = op;
 }
@@ -175,7 +178,7 @@ void proa__socket_connect(proa__socket *s, proa__op *op,
     post(s, op, proa__translate_errno(errno));
     return;
   }
-  s->connecting = true;
+  s->write_kind = WRITE_CONNECT;
   if (watch(s, op, PROA__IO_WRITE))
     s->write_op = op;
 }
@@ -202,6 +205,51 @@ static int accept_one(proa__socket *s, proa__accept_op *op) {
   if (err)
     close(fd);
   return err;
+}
+
+intptr_t proa__socket_try_recvfrom(proa__socket *s, void *buf, size_t len,
+                                   proa_sockaddr *from) {
+  struct iovec iov;
+  struct msghdr msg;
+  ssize_t n;
+  iov.iov_base = buf;
+  iov.iov_len = len;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_name = from ? (void *)from->storage : NULL;
+  msg.msg_namelen = from ? (socklen_t)sizeof from->storage : 0;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  do
+    n = recvmsg(s->io.fd, &msg, 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0)
+    return errno == EWOULDBLOCK ? PROA_EAGAIN : proa__translate_errno(errno);
+  if (from)
+    from->len = (int)msg.msg_namelen;
+  return (msg.msg_flags & MSG_TRUNC) ? PROA_EMSGSIZE : n;
+}
+
+intptr_t proa__socket_try_sendto(proa__socket *s, const void *buf, size_t len,
+                                 const proa_sockaddr *to) {
+  ssize_t n;
+  do
+    n = sendto(s->io.fd, buf, len, MSG_NOSIGNAL,
+               to ? (const struct sockaddr *)(const void *)to->storage : NULL,
+               to ? (socklen_t)to->len : 0);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0)
+    return n;
+  return errno == EWOULDBLOCK ? PROA_EAGAIN : proa__translate_errno(errno);
+}
+
+void proa__socket_sendto(proa__socket *s, proa__op *op, const void *buf,
+                         size_t len, const proa_sockaddr *to) {
+  s->dgram = buf;
+  s->dgram_len = len;
+  s->dgram_to = to;
+  s->write_kind = WRITE_SENDTO;
+  if (watch(s, op, PROA__IO_WRITE))
+    s->write_op = op;
 }
 
 /* One emulated accept at a time; it accepts again while it can. */
@@ -261,14 +309,15 @@ static int connect_result(int fd) {
 static void write_ready(proa__socket *s) {
   proa__op *op = s->write_op;
   intptr_t result;
-  if (s->connecting)
+  if (s->write_kind == WRITE_CONNECT)
     result = connect_result(s->io.fd);
+  else if (s->write_kind == WRITE_SENDTO)
+    result = proa__socket_try_sendto(s, s->dgram, s->dgram_len, s->dgram_to);
   else
     result = send_bufs(s->io.fd, s->bufs, s->nbufs);
   if (result == PROA_EAGAIN)
     return;
   s->write_op = NULL;
-  s->connecting = false;
   op->result = result;
   op->complete(op);
 }

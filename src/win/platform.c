@@ -1,6 +1,4 @@
-/* Windows services for the OS-independent core: clock, thread id, mutex. */
-#include <stdlib.h>
-
+/* Windows services for the OS-independent core: clock, thread id, signals. */
 #include "backend.h"
 
 /*
@@ -42,24 +40,6 @@ uint64_t proa__thread_id(void) {
   /* Windows never hands out id 0 to a thread, but the contract demands it. */
   return id != 0 ? (uint64_t)id : (uint64_t)1 << 32;
 }
-
-/* An SRWLOCK needs no destruction and is cheaper than a CRITICAL_SECTION. */
-struct proa__mutex {
-  SRWLOCK lock;
-};
-
-proa__mutex *proa__mutex_new(void) {
-  proa__mutex *m = (proa__mutex *)malloc(sizeof *m);
-  if (m != NULL)
-    InitializeSRWLock(&m->lock);
-  return m;
-}
-
-void proa__mutex_free(proa__mutex *m) { free(m); }
-
-void proa__mutex_lock(proa__mutex *m) { AcquireSRWLockExclusive(&m->lock); }
-
-void proa__mutex_unlock(proa__mutex *m) { ReleaseSRWLockExclusive(&m->lock); }
 
 /* Console control events are mapped up to SIGBREAK (21), as the CRT does. */
 int proa__signal_max(void) { return 21; }
