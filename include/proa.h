@@ -3,6 +3,7 @@
 #define PROA_H
 
 #include "proa/common.h"
+#include "proa/datagram.h"
 #include "proa/error.h"
 #include "proa/exception.h"
 #include "proa/executor.h"

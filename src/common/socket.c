@@ -1,5 +1,6 @@
 /* Socket calls that are the same on every OS: addresses, bind, options. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "sockets.h"
@@ -156,4 +157,73 @@ int proa__socket_pending_error(proa__socket *s) {
   if (getsockopt(fd_of(s), SOL_SOCKET, SO_ERROR, (char *)&err, &len) != 0)
     return last_error();
   return proa__translate_socket_error(err);
+}
+
+int proa__socket_connect_now(proa__socket *s, const proa_sockaddr *addr) {
+  if (connect(fd_of(s), sa(addr), (proa__socklen)addr->len) != 0)
+    return last_error();
+  return 0;
+}
+
+static int join_v4(proa__socket *s, const proa_sockaddr *g, const char *iface,
+                   bool join) {
+  struct ip_mreq m;
+  proa_sockaddr ifaddr;
+  memset(&m, 0, sizeof m);
+  m.imr_multiaddr =
+      ((const struct sockaddr_in *)(const void *)g->storage)->sin_addr;
+  if (iface) {
+    if (proa_sockaddr_from_ip(&ifaddr, iface, 0) != 0 ||
+        proa_sockaddr_family(&ifaddr) != PROA_AF_INET)
+      return PROA_EINVAL;
+    m.imr_interface =
+        ((const struct sockaddr_in *)(const void *)ifaddr.storage)->sin_addr;
+  } else {
+    m.imr_interface.s_addr = htonl(INADDR_ANY);
+  }
+  if (setsockopt(fd_of(s), IPPROTO_IP,
+                 join ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP,
+                 (const char *)&m, (proa__socklen)sizeof m) != 0)
+    return last_error();
+  return 0;
+}
+
+static int join_v6(proa__socket *s, const proa_sockaddr *g, const char *iface,
+                   bool join) {
+  struct ipv6_mreq m;
+  char *end = NULL;
+  unsigned long index = iface ? strtoul(iface, &end, 10) : 0;
+  if (iface && (*end || end == iface))
+    return PROA_EINVAL;
+  memset(&m, 0, sizeof m);
+  m.ipv6mr_multiaddr =
+      ((const struct sockaddr_in6 *)(const void *)g->storage)->sin6_addr;
+  m.ipv6mr_interface = (unsigned)index;
+  if (setsockopt(fd_of(s), IPPROTO_IPV6,
+                 join ? IPV6_JOIN_GROUP : IPV6_LEAVE_GROUP, (const char *)&m,
+                 (proa__socklen)sizeof m) != 0)
+    return last_error();
+  return 0;
+}
+
+int proa__socket_multicast(proa__socket *s, const char *group,
+                           const char *iface, bool join) {
+  proa_sockaddr g;
+  const unsigned char *b;
+  if (proa_sockaddr_from_ip(&g, group, 0) != 0)
+    return PROA_EINVAL;
+  if (proa_sockaddr_family(&g) == PROA_AF_INET) {
+    b = (const unsigned char *)&(
+            (const struct sockaddr_in *)(const void *)g.storage)
+            ->sin_addr;
+    if ((b[0] & 0xf0) != 0xe0) /* 224.0.0.0/4 */
+      return PROA_EINVAL;
+    return join_v4(s, &g, iface, join);
+  }
+  b = (const unsigned char *)&(
+          (const struct sockaddr_in6 *)(const void *)g.storage)
+          ->sin6_addr;
+  if (b[0] != 0xff) /* ff00::/8 */
+    return PROA_EINVAL;
+  return join_v6(s, &g, iface, join);
 }

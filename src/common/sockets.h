@@ -41,6 +41,11 @@ int proa__socket_name(proa__socket *s, proa_sockaddr *out, bool peer);
 int proa__socket_shutdown_write(proa__socket *s);
 /* SO_REUSEADDR, TCP_NODELAY, ...: level and name are the OS's. */
 int proa__socket_setopt(proa__socket *s, int level, int name, int value);
+/* A connect that completes at once (datagram sockets). */
+int proa__socket_connect_now(proa__socket *s, const proa_sockaddr *addr);
+/* Joins (or leaves) a multicast group; see proa_datagram_join_group. */
+int proa__socket_multicast(proa__socket *s, const char *group,
+                           const char *iface, bool join);
 /* The pending error of a socket (SO_ERROR), translated. */
 int proa__socket_pending_error(proa__socket *s);
 

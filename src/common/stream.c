@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flow.h"
 #include "sockets.h"
 #include "transport.h"
 
@@ -9,7 +10,6 @@
 #define READS_PER_WAKE 16  /* reads per readiness before others get a turn */
 #define CHUNK_SIZE 16384   /* the usual write-queue chunk */
 #define MAX_FREE_CHUNKS 64 /* chunks a loop keeps for reuse */
-#define DEFAULT_HIGH_WATER 65536
 
 /* A piece of the write queue: bytes [start, end) of data are unsent. */
 typedef struct wchunk {
@@ -33,7 +33,7 @@ struct proa_transport {
 
   wchunk *whead, *wtail;
   size_t wsize; /* bytes queued and not yet confirmed sent */
-  size_t high, low;
+  proa__flow flow;
   int error; /* what connection_lost will say */
 
   bool made;          /* connection_made ran */
@@ -46,8 +46,6 @@ struct proa_transport {
   bool closing;  /* close, abort or an error: no new reads or writes */
   bool aborting; /* drop the queue instead of flushing it */
   bool lost_scheduled;
-  bool proto_paused; /* pause_writing told the protocol, resume pending */
-  bool flow_scheduled;
 };
 
 static void force_close(proa_transport *t, int error);
@@ -124,8 +122,7 @@ int proa__transport_new(proa_loop *loop, proa__socket *sock,
   t->server = server;
   t->read_op.complete = on_read;
   t->write_op.complete = on_write;
-  t->high = DEFAULT_HIGH_WATER;
-  t->low = DEFAULT_HIGH_WATER / 4;
+  proa__flow_init(&t->flow);
   t->reading = true;
   *out = t;
   return 0;
@@ -274,27 +271,20 @@ bool proa_transport_is_reading(const proa_transport *t) {
 
 static void flow_cb(void *arg) {
   proa_transport *t = arg;
-  t->flow_scheduled = false;
+  int step = proa__flow_step(&t->flow, t->wsize);
   if (!t->lost_scheduled && t->proto) {
-    if (!t->proto_paused && t->wsize > t->high) {
-      t->proto_paused = true;
-      if (t->proto->pause_writing)
-        t->proto->pause_writing(t->self);
-    } else if (t->proto_paused && t->wsize <= t->low) {
-      t->proto_paused = false;
-      if (t->proto->resume_writing)
-        t->proto->resume_writing(t->self);
-    }
+    if (step > 0 && t->proto->pause_writing)
+      t->proto->pause_writing(t->self);
+    else if (step < 0 && t->proto->resume_writing)
+      t->proto->resume_writing(t->self);
   }
   proa_transport_unref(t);
 }
 
-/* Flow-control callbacks are scheduled, never made from inside write. */
 static void flow_check(proa_transport *t) {
-  bool change = t->proto_paused ? t->wsize <= t->low : t->wsize > t->high;
-  if (change && !t->flow_scheduled && !t->lost_scheduled &&
-      schedule(t, flow_cb) == 0)
-    t->flow_scheduled = true;
+  if (proa__flow_due(&t->flow, t->wsize) && !t->flow.scheduled &&
+      !t->lost_scheduled && schedule(t, flow_cb) == 0)
+    t->flow.scheduled = true;
 }
 
 static void write_submit(proa_transport *t) {
@@ -471,22 +461,18 @@ bool proa_transport_can_write_eof(const proa_transport *t) {
 
 int proa_transport_set_write_buffer_limits(proa_transport *t, size_t high,
                                            size_t low) {
-  if (low == SIZE_MAX)
-    low = high / 4;
-  if (low > high)
-    return PROA_EINVAL;
-  t->high = high;
-  t->low = low;
-  flow_check(t);
-  return 0;
+  int err = proa__flow_set_limits(&t->flow, high, low);
+  if (!err)
+    flow_check(t);
+  return err;
 }
 
 void proa_transport_get_write_buffer_limits(const proa_transport *t,
                                             size_t *low, size_t *high) {
   if (low)
-    *low = t->low;
+    *low = t->flow.low;
   if (high)
-    *high = t->high;
+    *high = t->flow.high;
 }
 
 size_t proa_transport_get_write_buffer_size(const proa_transport *t) {

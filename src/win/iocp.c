@@ -14,8 +14,7 @@
 #define BATCH 64
 #define MAX_ROUNDS 4
 
-int proa__backend_init(proa_loop *loop, const char *name,
-                       proa__backend **out) {
+int proa__backend_init(proa_loop *loop, const char *name, proa__backend **out) {
   proa__backend *be;
   WSADATA wsa;
   int err;
@@ -91,14 +90,14 @@ static void deliver_signal(proa__backend *be, DWORD signum) {
 static void deliver(proa__backend *be, const OVERLAPPED_ENTRY *e) {
   proa__op *op;
   LONG status;
-  if (e->lpCompletionKey == PROA__KEY_SIGNAL) {
+  if (e->lpCompletionKey == (ULONG_PTR)PROA__KEY_SIGNAL) {
     deliver_signal(be, e->dwNumberOfBytesTransferred);
     return;
   }
   if (e->lpOverlapped == NULL) /* PROA__KEY_WAKE: the wait is over */
     return;
   op = op_of(e->lpOverlapped);
-  if (e->lpCompletionKey == PROA__KEY_IO) {
+  if (e->lpCompletionKey == (ULONG_PTR)PROA__KEY_IO) {
     /* The entry's Internal is the IO_STATUS_BLOCK status of the request. */
     status = (LONG)e->Internal;
     if (status < 0)

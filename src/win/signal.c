@@ -18,19 +18,27 @@ static int handler_installed;
 
 static int slot_of(int signum) {
   switch (signum) {
-  case PROA_SIGHUP: return SLOT_HUP;
-  case PROA_SIGINT: return SLOT_INT;
-  case PROA_SIGBREAK: return SLOT_BREAK;
-  default: return -1;
+  case PROA_SIGHUP:
+    return SLOT_HUP;
+  case PROA_SIGINT:
+    return SLOT_INT;
+  case PROA_SIGBREAK:
+    return SLOT_BREAK;
+  default:
+    return -1;
   }
 }
 
 static int signum_of(DWORD event) {
   switch (event) {
-  case CTRL_C_EVENT: return PROA_SIGINT;
-  case CTRL_BREAK_EVENT: return PROA_SIGBREAK;
-  case CTRL_CLOSE_EVENT: return PROA_SIGHUP;
-  default: return 0; /* logoff and shutdown reach services only */
+  case CTRL_C_EVENT:
+    return PROA_SIGINT;
+  case CTRL_BREAK_EVENT:
+    return PROA_SIGBREAK;
+  case CTRL_CLOSE_EVENT:
+    return PROA_SIGHUP;
+  default:
+    return 0; /* logoff and shutdown reach services only */
   }
 }
 
