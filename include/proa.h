@@ -12,5 +12,6 @@
 #include "proa/net.h"
 #include "proa/signal.h"
 #include "proa/stream.h"
+#include "proa/task.h"
 
 #endif /* PROA_H */

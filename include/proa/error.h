@@ -28,6 +28,7 @@ extern "C" {
   X(ENOTDONE, -12, "the future is not done yet")                               \
   X(ESTOPPED, -13, "the event loop stopped before the future completed")       \
   X(EHANDLER, -14, "a callback reported an error")                             \
+  X(ENOTINTASK, -15, "not called from inside a task")                          \
   X(EAGAIN, -20, "resource temporarily unavailable")                           \
   X(EINTR, -21, "interrupted system call")                                     \
   X(EBADF, -22, "bad file descriptor or handle")                               \

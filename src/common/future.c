@@ -4,6 +4,19 @@
 
 #include "internal.h"
 
+int proa__future_init(proa_future *f, proa_loop *loop,
+                      const proa__future_class *cls) {
+  int err = proa__loop_check(loop, "proa_future_new");
+  if (err)
+    return err;
+  f->refs = 1;
+  f->cls = cls;
+  f->loop = proa_loop_ref(loop);
+  f->callbacks = f->inline_callbacks;
+  f->callbacks_cap = sizeof f->inline_callbacks / sizeof f->inline_callbacks[0];
+  return 0;
+}
+
 int proa_future_new(proa_loop *loop, proa_future **out) {
   proa_future *f;
   int err;
@@ -12,16 +25,14 @@ int proa_future_new(proa_loop *loop, proa_future **out) {
   *out = NULL;
   if (!loop)
     return PROA_EINVAL;
-  err = proa__loop_check(loop, "proa_future_new");
-  if (err)
-    return err;
   f = calloc(1, sizeof *f);
   if (!f)
     return PROA_ENOMEM;
-  f->refs = 1;
-  f->loop = proa_loop_ref(loop);
-  f->callbacks = f->inline_callbacks;
-  f->callbacks_cap = sizeof f->inline_callbacks / sizeof f->inline_callbacks[0];
+  err = proa__future_init(f, loop, NULL);
+  if (err) {
+    free(f);
+    return err;
+  }
   *out = f;
   return 0;
 }
@@ -50,6 +61,8 @@ void proa_future_unref(proa_future *future) {
     if (proa__atomic_add(&future->refs, -1) > 0)
       return;
   }
+  if (future->cls && future->cls->destroy)
+    future->cls->destroy(future);
   if (future->free_value)
     future->free_value(future->value);
   if (future->callbacks != future->inline_callbacks)
@@ -155,6 +168,14 @@ int proa_future_set_error(proa_future *future, int error, const char *message) {
 
 bool proa_future_cancel(proa_future *future, const char *message) {
   if (!future || future->state != PROA__FUTURE_PENDING)
+    return false;
+  if (future->cls && future->cls->cancel)
+    return future->cls->cancel(future, message);
+  return proa__future_cancel(future, message);
+}
+
+bool proa__future_cancel(proa_future *future, const char *message) {
+  if (future->state != PROA__FUTURE_PENDING)
     return false;
   /* Even if the message cannot be copied or the loop is closed, the
    * future is cancelled: that is what the caller asked for. */

@@ -89,6 +89,10 @@ struct proa_loop {
    * data_received at once, so idle connections own no read buffer. */
   char *read_buf;
   size_t read_buf_size;
+  /* Tasks not finished yet (task.c), and the task factory. */
+  void *tasks;
+  proa_task_factory task_factory;
+  void *task_factory_arg;
   /* Recycled write-queue chunks of the standard size. */
   void *free_chunks;
   size_t nfree_chunks;
@@ -106,11 +110,23 @@ typedef struct proa__done_entry {
   void *arg;
 } proa__done_entry;
 
+/*
+ * What makes a future special (a task, a sleep, a gather): a cancel that
+ * does more than complete it, and a destructor for what it holds.
+ */
+typedef struct proa__future_class {
+  /* Replaces proa_future_cancel for a pending future. */
+  bool (*cancel)(proa_future *f, const char *message);
+  /* Releases the extra state before the memory goes. */
+  void (*destroy)(proa_future *f);
+} proa__future_class;
+
 struct proa_future {
   proa__atomic_int refs; /* atomic: a worker thread may drop its reference */
-  proa_loop *loop;       /* holds a reference */
-  uint8_t state;         /* enum proa__future_state */
-  bool retrieved;        /* the error was looked at: do not report it */
+  const proa__future_class *cls; /* NULL for a plain future */
+  proa_loop *loop;               /* holds a reference */
+  uint8_t state;                 /* enum proa__future_state */
+  bool retrieved;                /* the error was looked at: do not report it */
   bool callbacks_scheduled;
   int error;
   char *message;
@@ -120,6 +136,13 @@ struct proa_future {
   size_t ncallbacks, callbacks_cap;
   proa__done_entry inline_callbacks[2];
 };
+
+/* ---- futures (future.c) ---- */
+/* Initialises a future embedded first in a larger, calloc'ed struct. */
+int proa__future_init(proa_future *f, proa_loop *loop,
+                      const proa__future_class *cls);
+/* The plain cancel, for classes whose cancel hook ends with it. */
+bool proa__future_cancel(proa_future *f, const char *message);
 
 /* ---- handles and queues (loop.c) ---- */
 proa_handle *proa__handle_new(proa_loop *loop, proa_callback cb, void *arg);
@@ -161,6 +184,10 @@ void proa__timers_run_due(proa_loop *loop, double now);
 /* How long poll may sleep: -1 without timers, else ms until the first. */
 int64_t proa__timers_timeout_ms(proa_loop *loop, double now);
 void proa__timers_clear(proa_loop *loop);
+
+/* ---- tasks (task.c) ---- */
+/* At close: drops the tasks that never finished. */
+void proa__tasks_close(proa_loop *loop);
 
 /* ---- signals (signal.c) ---- */
 void proa__signals_close(proa_loop *loop);

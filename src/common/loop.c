@@ -226,6 +226,7 @@ int proa_loop_close(proa_loop *loop) {
     return 0;
   proa__signals_close(loop);
   proa__executor_close(loop);
+  proa__tasks_close(loop);
   /* From here on call_soon_threadsafe refuses, and never touches the
    * backend again, so the backend can go. */
   proa__mutex_lock(loop->ts_lock);
