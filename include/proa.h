@@ -12,6 +12,7 @@
 #include "proa/net.h"
 #include "proa/signal.h"
 #include "proa/stream.h"
+#include "proa/streams.h"
 #include "proa/task.h"
 
 #endif /* PROA_H */

@@ -11,7 +11,7 @@
  * `size` bytes) and port. Returns 0, or -1 when the text is not of that form.
  */
 static inline int parse_host_port(const char *text, char *host, size_t size,
-                           int *port) {
+                                  int *port) {
   const char *colon = strrchr(text, ':');
   const char *start = text, *end = colon;
   char *stop;

@@ -71,8 +71,8 @@ static void on_lost(void *self, int error) {
   proa_loop_stop(c->loop);
 }
 
-static const proa_protocol client_protocol = {
-    on_made, on_data, NULL, on_lost, NULL, NULL, NULL, NULL};
+static const proa_protocol client_protocol = {on_made, on_data, NULL, on_lost,
+                                              NULL,    NULL,    NULL, NULL};
 
 static int usage(void) {
   fprintf(stderr,

@@ -37,8 +37,8 @@ static void on_lost(void *self, int error) {
   free(self);
 }
 
-static const proa_protocol echo_protocol = {
-    on_made, on_data, on_eof, on_lost, NULL, NULL, NULL, NULL};
+static const proa_protocol echo_protocol = {on_made, on_data, on_eof, on_lost,
+                                            NULL,    NULL,    NULL,   NULL};
 
 static int make_connection(void *arg, const proa_protocol **protocol,
                            void **self) {
@@ -75,8 +75,8 @@ static int serve(app *a, const char *host, int port) {
   proa_sockaddr addr;
   char where[64];
   void *result;
-  int err = proa_create_server(a->loop, make_connection, NULL, host, port,
-                               NULL, &f);
+  int err =
+      proa_create_server(a->loop, make_connection, NULL, host, port, NULL, &f);
   if (!err)
     err = proa_loop_run_until_complete(a->loop, f, &result);
   if (err) {

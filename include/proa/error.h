@@ -29,6 +29,7 @@ extern "C" {
   X(ESTOPPED, -13, "the event loop stopped before the future completed")       \
   X(EHANDLER, -14, "a callback reported an error")                             \
   X(ENOTINTASK, -15, "not called from inside a task")                          \
+  X(ELIMIT, -16, "data over the stream's buffer limit")                        \
   X(EAGAIN, -20, "resource temporarily unavailable")                           \
   X(EINTR, -21, "interrupted system call")                                     \
   X(EBADF, -22, "bad file descriptor or handle")                               \

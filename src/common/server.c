@@ -35,6 +35,7 @@ struct proa_server {
   proa_loop *loop;
   proa_protocol_factory factory;
   void *factory_arg;
+  proa_free_fn factory_free; /* releases factory_arg with the server */
   listener *listeners;
   size_t nlisteners;
   size_t open_listeners; /* sockets not yet closed */
@@ -56,6 +57,8 @@ proa_server *proa_server_ref(proa_server *s) {
 void proa_server_unref(proa_server *s) {
   if (!s || proa__atomic_add(&s->refs, -1) != 0)
     return;
+  if (s->factory_free)
+    s->factory_free(s->factory_arg);
   free(s->listeners);
   free(s->waiters);
   proa_loop_unref(s->loop);
@@ -503,6 +506,14 @@ static int adopt_listener(setup *st) {
 int proa_create_server(proa_loop *loop, proa_protocol_factory factory,
                        void *factory_arg, const char *host, int port,
                        const proa_server_options *opts, proa_future **out) {
+  return proa__create_server(loop, factory, factory_arg, NULL, host, port, opts,
+                             out);
+}
+
+int proa__create_server(proa_loop *loop, proa_protocol_factory factory,
+                        void *factory_arg, proa_free_fn factory_free,
+                        const char *host, int port,
+                        const proa_server_options *opts, proa_future **out) {
   proa_server_options o = PROA_SERVER_OPTIONS_INIT;
   setup *st;
   int err;
@@ -533,6 +544,7 @@ int proa_create_server(proa_loop *loop, proa_protocol_factory factory,
     st->opts.backlog = 100;
   err = proa_future_new(loop, &st->waiter);
   if (!err) {
+    st->s->factory_free = factory_free; /* the server owns it from here */
     *out = proa_future_ref(st->waiter);
     st->lookups = 1; /* held until every host is handed out */
     if (o.sock != -1)

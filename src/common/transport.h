@@ -23,6 +23,15 @@ int proa__transport_start(proa_transport *t, proa_future *waiter);
 /* The server side (server.c): a connection of `server` was lost. */
 void proa__server_connection_lost(proa_server *server, proa_transport *t);
 
+/*
+ * create_server whose factory_arg is released with factory_free (may be
+ * NULL) when the server goes. If the call itself fails, the caller keeps it.
+ */
+int proa__create_server(proa_loop *loop, proa_protocol_factory factory,
+                        void *factory_arg, proa_free_fn factory_free,
+                        const char *host, int port,
+                        const proa_server_options *opts, proa_future **out);
+
 /* Releases a transport stored as a future's result. */
 void proa__transport_release(void *t);
 
