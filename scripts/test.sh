@@ -28,9 +28,12 @@ echo "==> windows: tests under Wine"
 export WINEDEBUG=-all
 export WINEPREFIX=${WINEPREFIX:-$HOME/.wine-proa}
 # A persistent wineserver makes each test's start ~0.2 s instead of 1-3 s.
-[ -d "$WINEPREFIX" ] || wineboot -i >/dev/null 2>&1 || true
+# wineboot starts Wine's background services now, detached from any pipe:
+# started by the first test instead, they would inherit ctest's output pipe
+# and keep it open until ctest gives up on the test.
 wineserver -p
 trap 'wineserver -k 2>/dev/null || true' EXIT
+wineboot -i </dev/null >/dev/null 2>&1 || true
 ctest --preset mingw -j"$JOBS" 2>&1 | tee "$logs/windows.log"
 
 # One closing line over both runs (ctest already failed the script above

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "backend.h"
+#include "proa/error.h"
 
 /* An SRWLOCK needs no destruction and is cheaper than a CRITICAL_SECTION. */
 struct proa__mutex {
