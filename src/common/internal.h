@@ -156,6 +156,10 @@ void proa__queue_push(proa__queue *q, proa_handle *h);
  * instead of `cb` when the loop closes first, to release what arg holds. */
 int proa__call_soon(proa_loop *loop, proa_callback cb, proa_callback drop,
                     void *arg);
+/* The same for call_soon_threadsafe. */
+int proa__call_soon_threadsafe(proa_loop *loop, proa_callback cb,
+                               proa_callback drop, void *arg,
+                               proa_handle **out);
 proa_handle *proa__queue_pop(proa__queue *q);
 
 /*

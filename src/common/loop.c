@@ -142,14 +142,36 @@ double proa_handle_when(const proa_handle *handle) { return handle->when; }
 
 /* ---- checks shared by the entry points ---- */
 
-int proa__loop_check_thread(proa_loop *loop, const char *what) {
-  uint64_t owner = loop->thread_id;
-  if (!loop->debug || owner == 0 || owner == proa__thread_id())
-    return 0;
-  proa__report(loop, PROA_EWRONGTHREAD,
+typedef struct wrong_thread {
+  proa_loop *loop;
+  const char *what; /* a function name: a static string */
+} wrong_thread;
+
+/* Runs on the loop thread, where reports belong. */
+static void report_wrong_thread(void *arg) {
+  wrong_thread *w = arg;
+  proa__report(w->loop, PROA_EWRONGTHREAD,
                "%s() called from a thread other than the one running the "
                "loop; use proa_call_soon_threadsafe()",
-               what);
+               w->what);
+  free(w);
+}
+
+int proa__loop_check_thread(proa_loop *loop, const char *what) {
+  uint64_t owner = loop->thread_id;
+  wrong_thread *w;
+  if (!loop->debug || owner == 0 || owner == proa__thread_id())
+    return 0;
+  /* The caller gets the error now; the handler hears of it on the loop
+   * thread, so that it never runs concurrently with the loop. */
+  w = malloc(sizeof *w);
+  if (w) {
+    w->loop = loop;
+    w->what = what;
+    if (proa__call_soon_threadsafe(loop, report_wrong_thread, free, w,
+                                   NULL) != 0)
+      free(w);
+  }
   return PROA_EWRONGTHREAD;
 }
 
@@ -338,6 +360,12 @@ int proa__call_soon(proa_loop *loop, proa_callback cb, proa_callback drop,
 
 int proa_call_soon_threadsafe(proa_loop *loop, proa_callback cb, void *arg,
                               proa_handle **out) {
+  return proa__call_soon_threadsafe(loop, cb, NULL, arg, out);
+}
+
+int proa__call_soon_threadsafe(proa_loop *loop, proa_callback cb,
+                               proa_callback drop, void *arg,
+                               proa_handle **out) {
   proa_handle *h;
   bool wake;
   if (out)
@@ -349,6 +377,7 @@ int proa_call_soon_threadsafe(proa_loop *loop, proa_callback cb, void *arg,
   if (!h)
     return PROA_ENOMEM;
   handle_init(h, loop, cb, arg);
+  h->drop = drop;
   hand_out(h, out);
   proa__mutex_lock(loop->ts_lock);
   if (loop->ts_closed) {
