@@ -352,10 +352,13 @@ static void write_done(proa__op *op) {
  * Settles an overlapped call: `err` is 0 (done at once, `bytes`
  * transferred), WSA_IO_PENDING, or the failure. A call that succeeded at
  * once still gets a packet unless skipping is on; a failed call never
- * does. Either way the completion comes from a later poll.
+ * does. WSAEMSGSIZE (a datagram larger than the buffer) counts as done:
+ * it is STATUS_BUFFER_OVERFLOW, a warning, and the call ran. Either way the
+ * completion comes from a later poll.
  */
 static void submitted(proa__socket *s, io_rec *r, int err, intptr_t bytes) {
-  if (err == WSA_IO_PENDING || (err == 0 && !s->skip))
+  bool ran = err == 0 || err == WSAEMSGSIZE;
+  if (err == WSA_IO_PENDING || (ran && !s->skip))
     return;
   r->op.result = err == 0 ? bytes : proa__translate_wsa(err);
   proa__backend_post(s->be, &r->op);
