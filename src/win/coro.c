@@ -108,7 +108,7 @@ __asm__(".text\n"
         ".globl proa__coro_boot\n"
         "proa__coro_boot:\n"
         "  movq %r12, %rcx\n"
-        "  subq $40, %rsp\n" /* shadow space, and alignment for the call */
+        "  subq $32, %rsp\n" /* the callee's shadow space; keeps alignment */
         "  callq *%r13\n"
         "  ud2\n");
 
@@ -118,7 +118,8 @@ static void context_init(proa__coro *c) {
   uint64_t *sp = (uint64_t *)(void *)top;
   uint32_t csr[2];
   __asm__ volatile("stmxcsr %0\n fnstcw %1" : "=m"(csr[0]), "=m"(csr[1]));
-  *--sp = 0; /* after ret, rsp % 16 == 8, as at any function's entry */
+  /* The return slot sits where a call would leave it (rsp % 16 == 8), so
+   * the saved xmm registers below it are 16-byte aligned for movaps. */
   *--sp = (uint64_t)(uintptr_t)proa__coro_boot; /* ret */
   *--sp = 0;                                    /* rbp */
   *--sp = 0;                                    /* rbx */
