@@ -31,6 +31,7 @@ struct proa_datagram {
   size_t qsize; /* bytes queued */
   proa__flow flow;
   bool made, read_pending, write_pending, closing, aborting, lost_scheduled;
+  int lost_error; /* what connection_lost will say */
 };
 
 static void maybe_finish(proa_datagram *t);
@@ -94,6 +95,13 @@ static void report(proa_datagram *t, int error) {
     t->proto->error_received(t->self, error);
 }
 
+/* ICMP news and truncation: the endpoint itself is fine. */
+static bool soft_error(intptr_t err) {
+  return err == PROA_ECONNREFUSED || err == PROA_ECONNRESET ||
+         err == PROA_EHOSTUNREACH || err == PROA_ENETUNREACH ||
+         err == PROA_EMSGSIZE || err == PROA_ETIMEDOUT || err == PROA_EAGAIN;
+}
+
 /* Drains a burst: several datagrams per readiness, not one round each. */
 static void recv_some(proa_datagram *t) {
   int i;
@@ -109,6 +117,12 @@ static void recv_some(proa_datagram *t) {
     n = proa__socket_try_recvfrom(t->sock, buf, t->loop->read_buf_size, &from);
     if (n == PROA_EAGAIN)
       return;
+    if (n < 0 && !soft_error(n)) {
+      report(t, (int)n);
+      t->lost_error = (int)n;
+      proa_datagram_abort(t); /* the socket itself is broken */
+      return;
+    }
     if (n < 0)
       report(t, (int)n); /* truncated, or ICMP news: the endpoint lives on */
     else if (t->proto && t->proto->datagram_received)
@@ -120,8 +134,14 @@ static void on_read(proa__op *op) {
   proa_datagram *t =
       (proa_datagram *)(void *)((char *)op - offsetof(proa_datagram, read_op));
   t->read_pending = false;
-  if (op->result < 0 && op->result != PROA_ECANCELED)
+  if (op->result < 0 && op->result != PROA_ECANCELED) {
     report(t, (int)op->result);
+    if (!soft_error(op->result)) {
+      /* Waiting again would fail the same way, forever: give up. */
+      t->lost_error = (int)op->result;
+      proa_datagram_abort(t);
+    }
+  }
   if (!t->closing)
     recv_some(t);
   read_submit(t);
@@ -260,7 +280,7 @@ static void lost_cb(void *arg) {
   proa__socket_close(t->sock);
   t->sock = NULL;
   if (t->proto && t->proto->connection_lost)
-    t->proto->connection_lost(t->self, 0);
+    t->proto->connection_lost(t->self, t->lost_error);
   proa_datagram_unref(t);
 }
 

@@ -192,7 +192,7 @@ static void end_backoff(void *arg) {
       accept_submit(&s->listeners[i]);
 }
 
-/* Out of descriptors or memory: say so, pause accepting, then go on. */
+/* Out of descriptors or memory, or worse: say so, pause, then go on. */
 static void back_off(proa_server *s, int err) {
   proa__report(s->loop, err,
                "server could not accept a connection; retrying in %.2f s",
@@ -201,9 +201,11 @@ static void back_off(proa_server *s, int err) {
     proa_call_later(s->loop, ACCEPT_BACKOFF, end_backoff, s, &s->backoff);
 }
 
-static bool resource_error(intptr_t err) {
-  return err == PROA_EMFILE || err == PROA_ENFILE || err == PROA_ENOBUFS ||
-         err == PROA_ENOMEM;
+/* Errors that concern one connection only: accepting simply goes on. */
+static bool transient_error(intptr_t err) {
+  return err == PROA_ECONNABORTED || err == PROA_ECONNRESET ||
+         err == PROA_EAGAIN || err == PROA_EINTR || err == PROA_EPROTO ||
+         err == PROA_ETIMEDOUT;
 }
 
 static void on_accept(proa__op *op) {
@@ -216,10 +218,8 @@ static void on_accept(proa__op *op) {
     new_connection(s, slot->aop.accepted);
   else if (op->result == 0)
     proa__socket_close(slot->aop.accepted); /* raced with close */
-  else if (resource_error(op->result))
-    back_off(s, (int)op->result);
-  /* Other errors (a connection reset before it was accepted, ...) concern
-   * one connection only: accepting simply goes on. */
+  else if (op->result != PROA_ECANCELED && !transient_error(op->result))
+    back_off(s, (int)op->result); /* EMFILE and the like: never spin */
   if (!s->serving) {
     if (!l->pending)
       listener_close(l);

@@ -166,6 +166,10 @@ void proa__socket_send(proa__socket *s, proa__op *op, const proa_buf *bufs,
 void proa__socket_connect(proa__socket *s, proa__op *op,
                           const proa_sockaddr *addr) {
   int rc;
+  if (!addr) {
+    post(s, op, PROA_EINVAL);
+    return;
+  }
   do
     rc = connect(s->io.fd, (const struct sockaddr *)(const void *)addr->storage,
                  (socklen_t)addr->len);
