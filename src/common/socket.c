@@ -37,6 +37,9 @@ int proa_sockaddr_from_ip(proa_sockaddr *out, const char *ip, int port) {
   if (!out || !ip || port < 0 || port > 65535)
     return PROA_EINVAL;
   memset(out, 0, sizeof *out);
+  /* Some resolvers (Wine's) take "[::1]" or stray spaces; proa does not. */
+  if (strpbrk(ip, "[] \t\r\n") != NULL)
+    return PROA_EINVAL;
   /* getaddrinfo with NUMERICHOST parses both families and IPv6 scopes. */
   memset(&hints, 0, sizeof hints);
   hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
