@@ -18,6 +18,7 @@ typedef struct attempt {
 } attempt;
 
 struct connector {
+  proa__resource res; /* first: the loop closes it if the user did not */
   proa_loop *loop;
   proa_future *waiter; /* the caller's future */
   const proa_protocol *proto;
@@ -42,6 +43,7 @@ struct connector {
 static void on_waiter_done(proa_future *f, void *arg);
 
 static void connector_free(connector *c) {
+  proa__resource_remove(c->loop, &c->res);
   proa_future_remove_done_callback(c->waiter, on_waiter_done, c);
   proa_handle_cancel(c->timer);
   proa_handle_unref(c->timer);
@@ -279,6 +281,29 @@ static void on_resolved(proa_future *f, void *arg) {
   maybe_free(c);
 }
 
+/* The loop is closing mid-connect: shut the attempts' sockets now. */
+static void close_now(proa__resource *r) {
+  connector *c = (connector *)(void *)r;
+  size_t i;
+  for (i = 0; i < c->naddrs && c->attempts; i++) {
+    if (c->attempts[i].active) {
+      proa__socket_close(c->attempts[i].sock);
+      c->attempts[i].sock = NULL;
+      c->attempts[i].active = false;
+      c->active--;
+    }
+  }
+  if (!c->done)
+    proa_future_cancel(c->waiter, "the event loop was closed");
+  c->done = true;
+  if (c->lookup) {
+    proa_future_remove_done_callback(c->lookup, on_resolved, c);
+    proa_future_unref(c->lookup);
+    c->lookup = NULL;
+  }
+  connector_free(c);
+}
+
 /* The caller cancelled its future: stop whatever is in flight. */
 static void on_waiter_done(proa_future *f, void *arg) {
   connector *c = arg;
@@ -405,6 +430,7 @@ int proa_create_connection(proa_loop *loop, const proa_protocol *protocol,
     err = PROA_ENOMEM;
   } else {
     c->loop = loop;
+    proa__resource_add(loop, &c->res, close_now);
     c->waiter = proa_future_ref(*out);
     c->proto = protocol;
     c->self = self;

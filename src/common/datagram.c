@@ -19,6 +19,7 @@ typedef struct dgram {
 } dgram;
 
 struct proa_datagram {
+  proa__resource res; /* first: the loop closes it if the user did not */
   proa__atomic_int refs;
   proa_loop *loop;
   proa__socket *sock; /* NULL once lost */
@@ -55,6 +56,7 @@ void proa_datagram_unref(proa_datagram *t) {
   if (!t || proa__atomic_add(&t->refs, -1) != 0)
     return;
   queue_clear(t);
+  proa__resource_remove(t->loop, &t->res);
   if (t->sock)
     proa__socket_close(t->sock);
   proa_loop_unref(t->loop);
@@ -277,6 +279,7 @@ size_t proa_datagram_get_write_buffer_size(const proa_datagram *t) {
 
 static void lost_cb(void *arg) {
   proa_datagram *t = arg;
+  proa__resource_remove(t->loop, &t->res);
   proa__socket_close(t->sock);
   t->sock = NULL;
   if (t->proto && t->proto->connection_lost)
@@ -286,9 +289,26 @@ static void lost_cb(void *arg) {
 
 static void lost_drop(void *arg) {
   proa_datagram *t = arg;
+  proa__resource_remove(t->loop, &t->res);
   proa__socket_close(t->sock);
   t->sock = NULL;
   proa_datagram_unref(t);
+}
+
+/* The loop is closing with the endpoint open: shut it, no callbacks. */
+static void close_now(proa__resource *r) {
+  proa_datagram *t = (proa_datagram *)(void *)r;
+  if (t->lost_scheduled)
+    return; /* lost_drop, already queued, finishes it */
+  t->closing = t->aborting = t->lost_scheduled = true;
+  t->read_pending = t->write_pending = false;
+  queue_clear(t);
+  if (t->waiter) {
+    proa_future_cancel(t->waiter, "the event loop was closed");
+    proa_future_unref(t->waiter);
+    t->waiter = NULL;
+  }
+  lost_drop(t);
 }
 
 static void maybe_finish(proa_datagram *t) {
@@ -409,6 +429,7 @@ static int start(setup *st, proa__socket *sock, bool connected) {
   t->write_op.complete = on_write;
   proa__flow_init(&t->flow);
   t->waiter = proa_future_ref(st->waiter);
+  proa__resource_add(st->loop, &t->res, close_now);
   if (schedule(t, made_cb) != 0) {
     proa_future_unref(t->waiter);
     proa_datagram_unref(t);

@@ -44,6 +44,17 @@ typedef struct proa__queue {
 
 typedef struct proa__exec_call proa__exec_call;
 
+/*
+ * Something that owns OS sockets (a transport, an endpoint, a server, a
+ * connection attempt). If the loop is closed while it is still open,
+ * close_now shuts its sockets at once, without callbacks, so that nothing
+ * outlives the backend.
+ */
+typedef struct proa__resource {
+  void (*close_now)(struct proa__resource *r);
+  struct proa__resource *prev, *next;
+} proa__resource;
+
 typedef struct proa__signal_slot {
   proa_callback cb;
   void *arg;
@@ -67,6 +78,7 @@ struct proa_loop {
   /* call_soon_threadsafe hands over handles through this queue. */
   proa__mutex *ts_lock;
   proa__queue ts_queue;
+  proa__atomic_int ts_pending; /* ts_queue is not empty: worth the lock */
   bool ts_closed;
   bool ts_woken; /* a wake-up is on its way; do not send another */
 
@@ -81,6 +93,7 @@ struct proa_loop {
   proa_executor *executor;     /* the default executor, NULL until needed */
   bool owns_executor;          /* it is the built-in pool, freed at close */
   proa__exec_call *exec_calls; /* run_in_executor calls still in flight */
+  proa__resource *resources;   /* open socket owners (see proa__resource) */
 
   proa_handle *free_handles; /* recycled handles, linked through `next` */
   size_t nfree_handles;
@@ -93,9 +106,13 @@ struct proa_loop {
   void *tasks;
   proa_task_factory task_factory;
   void *task_factory_arg;
-  /* Recycled write-queue chunks of the standard size. */
+  /* Recycled write-queue chunks of the standard size, and the buffer lists
+   * that a transport holds only while a queued send is in flight. Both are
+   * linked through their first field. */
   void *free_chunks;
   size_t nfree_chunks;
+  void *free_sendbufs;
+  size_t nfree_sendbufs;
 };
 
 enum proa__future_state {
@@ -170,6 +187,11 @@ proa_handle *proa__queue_pop(proa__queue *q);
 int proa__loop_check(proa_loop *loop, const char *what);
 /* As proa__loop_check() without the closed check. */
 int proa__loop_check_thread(proa_loop *loop, const char *what);
+
+/* Registers / forgets a socket owner (loop thread). */
+void proa__resource_add(proa_loop *loop, proa__resource *r,
+                        void (*close_now)(proa__resource *r));
+void proa__resource_remove(proa_loop *loop, proa__resource *r);
 
 /* ---- executor (executor.c) ---- */
 /* run_in_executor with `free_arg`, called on arg if fn never runs (the

@@ -232,6 +232,53 @@ const char *proa_loop_backend(const proa_loop *loop) {
   return loop->backend_name;
 }
 
+void proa__resource_add(proa_loop *loop, proa__resource *r,
+                        void (*close_now)(proa__resource *r)) {
+  r->close_now = close_now;
+  r->prev = NULL;
+  r->next = loop->resources;
+  if (r->next)
+    r->next->prev = r;
+  loop->resources = r;
+}
+
+void proa__resource_remove(proa_loop *loop, proa__resource *r) {
+  if (!r->close_now)
+    return; /* not registered, or removed already */
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    loop->resources = r->next;
+  if (r->next)
+    r->next->prev = r->prev;
+  r->prev = r->next = NULL;
+  r->close_now = NULL;
+}
+
+/* Sockets still open at close are shut now; debug mode names them. */
+static void close_resources(proa_loop *loop) {
+  while (loop->resources) {
+    proa__resource *r = loop->resources;
+    void (*close_now)(proa__resource *) = r->close_now;
+    if (loop->debug)
+      proa_loop_log(loop, PROA_LOG_WARNING,
+                    "%p still open when the loop closed; closing it",
+                    (void *)r);
+    proa__resource_remove(loop, r);
+    close_now(r);
+  }
+}
+
+/* Frees a cache of blocks linked through their first field. */
+static void free_list(void **head, size_t *count) {
+  while (*head) {
+    void *block = *head;
+    *head = *(void **)block;
+    free(block);
+  }
+  *count = 0;
+}
+
 static void drop_queue(proa__queue *q) {
   proa_handle *h;
   while ((h = proa__queue_pop(q)) != NULL)
@@ -249,6 +296,7 @@ int proa_loop_close(proa_loop *loop) {
   proa__signals_close(loop);
   proa__executor_close(loop);
   proa__tasks_close(loop);
+  close_resources(loop);
   /* From here on call_soon_threadsafe refuses, and never touches the
    * backend again, so the backend can go. */
   proa__mutex_lock(loop->ts_lock);
@@ -266,12 +314,8 @@ int proa_loop_close(proa_loop *loop) {
     free(h);
   }
   loop->nfree_handles = 0;
-  while (loop->free_chunks) {
-    void *chunk = loop->free_chunks; /* a chunk's first field links them */
-    loop->free_chunks = *(void **)chunk;
-    free(chunk);
-  }
-  loop->nfree_chunks = 0;
+  free_list(&loop->free_chunks, &loop->nfree_chunks);
+  free_list(&loop->free_sendbufs, &loop->nfree_sendbufs);
   proa__backend_free(loop->backend);
   loop->backend = NULL;
   return 0;
@@ -388,6 +432,7 @@ int proa__call_soon_threadsafe(proa_loop *loop, proa_callback cb,
     return PROA_ECLOSED;
   }
   proa__queue_push(&loop->ts_queue, h);
+  proa__atomic_store(&loop->ts_pending, 1);
   wake = !loop->ts_woken;
   loop->ts_woken = true;
   /* Woken under the lock so that close cannot free the backend meanwhile. */
@@ -435,7 +480,11 @@ int proa_call_later(proa_loop *loop, double delay, proa_callback cb, void *arg,
 
 static void take_threadsafe(proa_loop *loop) {
   proa__queue q;
+  /* Most iterations have nothing from other threads: skip the lock. */
+  if (!proa__atomic_load(&loop->ts_pending))
+    return;
   proa__mutex_lock(loop->ts_lock);
+  proa__atomic_store(&loop->ts_pending, 0);
   q = loop->ts_queue;
   memset(&loop->ts_queue, 0, sizeof loop->ts_queue);
   loop->ts_woken = false;

@@ -25,12 +25,8 @@ struct listener {
   accept_slot slots[MAX_ACCEPTS];
 };
 
-typedef struct client {
-  proa_transport *t;
-  struct client *next;
-} client;
-
 struct proa_server {
+  proa__resource res; /* first: the loop closes it if the user did not */
   proa__atomic_int refs;
   proa_loop *loop;
   proa_protocol_factory factory;
@@ -39,7 +35,7 @@ struct proa_server {
   listener *listeners;
   size_t nlisteners;
   size_t open_listeners; /* sockets not yet closed */
-  client *clients;
+  proa_transport *clients; /* linked through the transports */
   size_t nclients;
   proa_future **waiters; /* wait_closed futures */
   size_t nwaiters;
@@ -124,9 +120,27 @@ static void listener_close(listener *l) {
   proa_server *s = l->server;
   proa__socket_close(l->sock);
   l->sock = NULL;
-  s->open_listeners--;
+  if (--s->open_listeners == 0)
+    proa__resource_remove(s->loop, &s->res);
   maybe_closed(s);
   proa_server_unref(s); /* each open listener held one */
+}
+
+/* The loop is closing with the server listening: shut the listeners now
+ * (their accepts will never complete). */
+static void close_now(proa__resource *r) {
+  proa_server *s = (proa_server *)(void *)r;
+  size_t i;
+  s->closed = true;
+  s->serving = false;
+  proa_handle_cancel(s->backoff);
+  proa_handle_unref(s->backoff);
+  s->backoff = NULL;
+  proa_server_ref(s); /* the last listener may hold the last reference */
+  for (i = 0; i < s->nlisteners; i++)
+    if (s->listeners[i].sock)
+      listener_close(&s->listeners[i]);
+  proa_server_unref(s);
 }
 
 /* Stops accepting on `l`; the socket closes when no accept is in flight. */
@@ -147,20 +161,16 @@ static void new_connection(proa_server *s, proa__socket *sock) {
   const proa_protocol *proto = NULL;
   void *self = NULL;
   proa_transport *t;
-  client *c = malloc(sizeof *c);
-  int err = c ? s->factory(s->factory_arg, &proto, &self) : PROA_ENOMEM;
+  int err = s->factory(s->factory_arg, &proto, &self);
   if (!err)
     err = proa__transport_new(s->loop, sock, proto, self, s, &t);
   if (err) {
-    free(c);
     proa__socket_close(sock);
     proa__report(s->loop, err, "server could not set up a new connection");
     return;
   }
   proa__socket_setopt(sock, IPPROTO_TCP, TCP_NODELAY, 1);
-  c->t = t;
-  c->next = s->clients;
-  s->clients = c;
+  proa__transport_link(&s->clients, t);
   s->nclients++;
   proa_server_ref(s); /* each client holds one until it is lost */
   if (proa__transport_start(t, NULL) != 0)
@@ -168,16 +178,8 @@ static void new_connection(proa_server *s, proa__socket *sock) {
 }
 
 void proa__server_connection_lost(proa_server *s, proa_transport *t) {
-  client **pp;
-  for (pp = &s->clients; *pp; pp = &(*pp)->next) {
-    if ((*pp)->t == t) {
-      client *c = *pp;
-      *pp = c->next;
-      free(c);
-      s->nclients--;
-      break;
-    }
-  }
+  proa__transport_unlink(&s->clients, t);
+  s->nclients--;
   maybe_closed(s);
   proa_server_unref(s);
 }
@@ -259,11 +261,11 @@ void proa_server_close(proa_server *s) {
 }
 
 static void for_each_client(proa_server *s, void (*fn)(proa_transport *)) {
-  client *c = s->clients, *next;
+  proa_transport *t = s->clients, *next;
   /* Closing a client only schedules its removal, so the list holds. */
-  for (; c; c = next) {
-    next = c->next;
-    fn(c->t);
+  for (; t; t = next) {
+    next = proa__transport_next(t);
+    fn(t);
   }
 }
 
@@ -370,7 +372,8 @@ static int open_listener(setup *st, const proa_sockaddr *a, listener *l,
 
 static void add_listener(proa_server *s, listener *l) {
   l->server = s;
-  s->open_listeners++;
+  if (s->open_listeners++ == 0)
+    proa__resource_add(s->loop, &s->res, close_now);
   proa_server_ref(s);
 }
 

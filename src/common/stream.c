@@ -19,17 +19,19 @@ typedef struct wchunk {
 } wchunk;
 
 struct proa_transport {
+  proa__resource res; /* first: the loop closes it if the user did not */
   proa__atomic_int refs;
   proa_loop *loop;
   proa__socket *sock; /* NULL once the connection is lost */
   const proa_protocol *proto;
   void *self;
   proa_server *server;
+  proa_transport *server_prev, *server_next; /* the server's connections */
   proa_future *waiter; /* completed after connection_made */
 
   proa__op read_op;
   proa__op write_op;
-  proa_buf send_bufs[PROA__MAX_SEND_BUFS]; /* what write_op sends */
+  proa_buf *send_bufs; /* what write_op sends; held only while queueing */
 
   wchunk *whead, *wtail;
   size_t wsize; /* bytes queued and not yet confirmed sent */
@@ -52,6 +54,37 @@ static void force_close(proa_transport *t, int error);
 static void maybe_finish(proa_transport *t);
 
 /* ---- references and scheduling ---- */
+
+/* A send list, from the loop's cache: idle connections hold none. */
+typedef union sendbufs {
+  union sendbufs *next; /* first: the loop's cache links them */
+  proa_buf bufs[PROA__MAX_SEND_BUFS];
+} sendbufs;
+
+static proa_buf *sendbufs_get(proa_loop *loop) {
+  sendbufs *b = loop->free_sendbufs;
+  if (!b)
+    return malloc(sizeof(sendbufs));
+  loop->free_sendbufs = b->next;
+  loop->nfree_sendbufs--;
+  return b->bufs;
+}
+
+static void sendbufs_put(proa_transport *t) {
+  sendbufs *b = (sendbufs *)(void *)t->send_bufs;
+  proa_loop *loop = t->loop;
+  t->send_bufs = NULL;
+  if (!b)
+    return;
+  if (!loop->closed && loop->nfree_sendbufs < MAX_FREE_CHUNKS) {
+    b->next = loop->free_sendbufs;
+    loop->free_sendbufs = b;
+    loop->nfree_sendbufs++;
+  } else {
+    free(b);
+  }
+}
+
 
 proa_transport *proa_transport_ref(proa_transport *t) {
   proa__atomic_add(&t->refs, 1);
@@ -83,6 +116,8 @@ void proa_transport_unref(proa_transport *t) {
   if (!t || proa__atomic_add(&t->refs, -1) != 0)
     return;
   queue_clear(t);
+  sendbufs_put(t);
+  proa__resource_remove(t->loop, &t->res);
   if (t->sock) /* never started: nothing can be in flight */
     proa__socket_close(t->sock);
   proa_loop_unref(t->loop);
@@ -103,10 +138,33 @@ static int schedule(proa_transport *t, proa_callback cb) {
 
 proa_loop *proa_transport_loop(const proa_transport *t) { return t->loop; }
 
+void proa__transport_link(proa_transport **head, proa_transport *t) {
+  t->server_prev = NULL;
+  t->server_next = *head;
+  if (*head)
+    (*head)->server_prev = t;
+  *head = t;
+}
+
+void proa__transport_unlink(proa_transport **head, proa_transport *t) {
+  if (t->server_prev)
+    t->server_prev->server_next = t->server_next;
+  else if (*head == t)
+    *head = t->server_next;
+  if (t->server_next)
+    t->server_next->server_prev = t->server_prev;
+  t->server_prev = t->server_next = NULL;
+}
+
+proa_transport *proa__transport_next(const proa_transport *t) {
+  return t->server_next;
+}
+
 /* ---- creation and connection_made ---- */
 
 static void on_read(proa__op *op);
 static void on_write(proa__op *op);
+static void close_now(proa__resource *r);
 
 int proa__transport_new(proa_loop *loop, proa__socket *sock,
                         const proa_protocol *protocol, void *self,
@@ -124,6 +182,7 @@ int proa__transport_new(proa_loop *loop, proa__socket *sock,
   t->write_op.complete = on_write;
   proa__flow_init(&t->flow);
   t->reading = true;
+  proa__resource_add(loop, &t->res, close_now);
   *out = t;
   return 0;
 }
@@ -292,6 +351,10 @@ static void write_submit(proa_transport *t) {
   size_t n = 0;
   if (t->write_pending || !t->whead || t->aborting)
     return;
+  if (!t->send_bufs && !(t->send_bufs = sendbufs_get(t->loop))) {
+    force_close(t, PROA_ENOMEM); /* the data cannot be sent: say so */
+    return;
+  }
   for (c = t->whead; c && n < PROA__MAX_SEND_BUFS; c = c->next) {
     t->send_bufs[n].base = c->data + c->start;
     t->send_bufs[n].len = c->end - c->start;
@@ -344,6 +407,8 @@ static void on_write(proa__op *op) {
   } else if (t->eof_requested && !t->eof_sent) {
     shutdown_write(t);
   }
+  if (!t->write_pending)
+    sendbufs_put(t);
   flow_check(t);
   maybe_finish(t);
 }
@@ -483,6 +548,7 @@ size_t proa_transport_get_write_buffer_size(const proa_transport *t) {
 
 static void lost_cb(void *arg) {
   proa_transport *t = arg;
+  proa__resource_remove(t->loop, &t->res);
   proa__socket_close(t->sock);
   t->sock = NULL;
   if (t->proto && t->proto->connection_lost)
@@ -495,9 +561,32 @@ static void lost_cb(void *arg) {
 /* The loop closed before lost_cb ran: close without telling the protocol. */
 static void lost_drop(void *arg) {
   proa_transport *t = arg;
+  proa__resource_remove(t->loop, &t->res);
   proa__socket_close(t->sock);
   t->sock = NULL;
+  if (t->server)
+    proa__server_connection_lost(t->server, t);
   proa_transport_unref(t);
+}
+
+/*
+ * The loop is closing with the transport still open: shut the socket now.
+ * Its operations will never complete and no callback will run; what the
+ * loop's reference and a never-settled waiter held is released here.
+ */
+static void close_now(proa__resource *r) {
+  proa_transport *t = (proa_transport *)(void *)r;
+  if (t->lost_scheduled)
+    return; /* lost_drop, already queued, finishes it */
+  t->closing = t->aborting = t->lost_scheduled = true;
+  t->read_pending = t->write_pending = false;
+  queue_clear(t);
+  if (t->waiter) {
+    proa_future_cancel(t->waiter, "the event loop was closed");
+    proa_future_unref(t->waiter);
+    t->waiter = NULL;
+  }
+  lost_drop(t);
 }
 
 /* Schedules connection_lost once nothing is in flight or left to send. */

@@ -113,6 +113,14 @@ static intptr_t send_bufs(int fd, const proa_buf *bufs, size_t count) {
   struct msghdr msg;
   ssize_t n;
   size_t i;
+  if (count == 1) { /* the common case needs no iovec */
+    do
+      n = send(fd, bufs[0].base, bufs[0].len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0)
+      return n;
+    return errno == EWOULDBLOCK ? PROA_EAGAIN : proa__translate_errno(errno);
+  }
   if (count > PROA__MAX_SEND_BUFS)
     count = PROA__MAX_SEND_BUFS;
   for (i = 0; i < count; i++) {
