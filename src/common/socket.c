@@ -31,6 +31,19 @@ static const struct sockaddr *sa(const proa_sockaddr *a) {
   return (const struct sockaddr *)(const void *)a->storage;
 }
 
+/* Copies, not casts: storage is int64_t[], and C's aliasing rules hold. */
+static struct sockaddr_in in4_of(const proa_sockaddr *a) {
+  struct sockaddr_in s;
+  memcpy(&s, a->storage, sizeof s);
+  return s;
+}
+
+static struct sockaddr_in6 in6_of(const proa_sockaddr *a) {
+  struct sockaddr_in6 s;
+  memcpy(&s, a->storage, sizeof s);
+  return s;
+}
+
 int proa_sockaddr_from_ip(proa_sockaddr *out, const char *ip, int port) {
   struct addrinfo hints, *res = NULL;
   char service[8];
@@ -58,19 +71,19 @@ int proa_sockaddr_from_ip(proa_sockaddr *out, const char *ip, int port) {
 }
 
 int proa_sockaddr_family(const proa_sockaddr *addr) {
-  if (!addr || addr->len < 2) /* shorter than the family field */
+  struct sockaddr s;
+  if (!addr || addr->len < (int)sizeof s)
     return PROA_AF_UNSPEC;
-  return proa__proa_family(sa(addr)->sa_family);
+  memcpy(&s, addr->storage, sizeof s);
+  return proa__proa_family(s.sa_family);
 }
 
 int proa_sockaddr_port(const proa_sockaddr *addr) {
   switch (proa_sockaddr_family(addr)) {
   case PROA_AF_INET:
-    return ntohs(
-        ((const struct sockaddr_in *)(const void *)addr->storage)->sin_port);
+    return ntohs(in4_of(addr).sin_port);
   case PROA_AF_INET6:
-    return ntohs(
-        ((const struct sockaddr_in6 *)(const void *)addr->storage)->sin6_port);
+    return ntohs(in6_of(addr).sin6_port);
   default:
     return PROA_EINVAL;
   }
@@ -173,14 +186,12 @@ static int join_v4(proa__socket *s, const proa_sockaddr *g, const char *iface,
   struct ip_mreq m;
   proa_sockaddr ifaddr;
   memset(&m, 0, sizeof m);
-  m.imr_multiaddr =
-      ((const struct sockaddr_in *)(const void *)g->storage)->sin_addr;
+  m.imr_multiaddr = in4_of(g).sin_addr;
   if (iface) {
     if (proa_sockaddr_from_ip(&ifaddr, iface, 0) != 0 ||
         proa_sockaddr_family(&ifaddr) != PROA_AF_INET)
       return PROA_EINVAL;
-    m.imr_interface =
-        ((const struct sockaddr_in *)(const void *)ifaddr.storage)->sin_addr;
+    m.imr_interface = in4_of(&ifaddr).sin_addr;
   } else {
     m.imr_interface.s_addr = htonl(INADDR_ANY);
   }
@@ -199,8 +210,7 @@ static int join_v6(proa__socket *s, const proa_sockaddr *g, const char *iface,
   if (iface && (*end || end == iface))
     return PROA_EINVAL;
   memset(&m, 0, sizeof m);
-  m.ipv6mr_multiaddr =
-      ((const struct sockaddr_in6 *)(const void *)g->storage)->sin6_addr;
+  m.ipv6mr_multiaddr = in6_of(g).sin6_addr;
   m.ipv6mr_interface = (unsigned)index;
   if (setsockopt(fd_of(s), IPPROTO_IPV6,
                  join ? IPV6_JOIN_GROUP : IPV6_LEAVE_GROUP, (const char *)&m,
@@ -212,21 +222,19 @@ static int join_v6(proa__socket *s, const proa_sockaddr *g, const char *iface,
 int proa__socket_multicast(proa__socket *s, const char *group,
                            const char *iface, bool join) {
   proa_sockaddr g;
-  const unsigned char *b;
   if (proa_sockaddr_from_ip(&g, group, 0) != 0)
     return PROA_EINVAL;
   if (proa_sockaddr_family(&g) == PROA_AF_INET) {
-    b = (const unsigned char *)&(
-            (const struct sockaddr_in *)(const void *)g.storage)
-            ->sin_addr;
+    struct sockaddr_in a = in4_of(&g);
+    const unsigned char *b = (const unsigned char *)&a.sin_addr;
     if ((b[0] & 0xf0) != 0xe0) /* 224.0.0.0/4 */
       return PROA_EINVAL;
     return join_v4(s, &g, iface, join);
+  } else {
+    struct sockaddr_in6 a = in6_of(&g);
+    const unsigned char *b = (const unsigned char *)&a.sin6_addr;
+    if (b[0] != 0xff) /* ff00::/8 */
+      return PROA_EINVAL;
+    return join_v6(s, &g, iface, join);
   }
-  b = (const unsigned char *)&(
-          (const struct sockaddr_in6 *)(const void *)g.storage)
-          ->sin6_addr;
-  if (b[0] != 0xff) /* ff00::/8 */
-    return PROA_EINVAL;
-  return join_v6(s, &g, iface, join);
 }

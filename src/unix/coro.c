@@ -217,8 +217,10 @@ static void asan_entered(proa__coro *c, void *fake, const void **bottom,
 #endif
 
 static size_t page_size(void) { return (size_t)sysconf(_SC_PAGESIZE); }
+#ifdef PROA_ASAN
 static char *stack_bottom(proa__coro *c) { return c->map + page_size(); }
 static size_t stack_size_of(proa__coro *c) { return c->map_len - page_size(); }
+#endif
 
 void proa__coro_resume(proa__coro *c) {
 #ifdef PROA_ASAN
