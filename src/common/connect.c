@@ -353,8 +353,11 @@ static int resolve(connector *c) {
   if (proa_sockaddr_from_ip(&ai.addr, c->host, c->port) == 0) {
     ai.family = proa_sockaddr_family(&ai.addr);
     ai.socktype = PROA_SOCK_STREAM;
-    if (c->opts.family && c->opts.family != ai.family)
-      return PROA_EAI_FAMILY;
+    if (c->opts.family && c->opts.family != ai.family) {
+      /* A lookup error, so it comes through the future like the others. */
+      fail(c, PROA_EAI_FAMILY, "the host is not of the requested family");
+      return 0;
+    }
     c->addrs = malloc(sizeof ai);
     if (!c->addrs)
       return PROA_ENOMEM;
@@ -445,10 +448,11 @@ int proa_create_connection(proa_loop *loop, const proa_protocol *protocol,
       err = proa_future_add_done_callback(*out, on_waiter_done, c);
     if (!err)
       err = resolve(c);
-    if (err) {
+    if (err)
       c->done = true;
-      maybe_free(c);
-    }
+    /* Every attempt may have failed already (a numeric host whose socket or
+     * bind failed): then nothing else will free the connector. */
+    maybe_free(c);
   }
   if (err) {
     proa_future_unref(*out);
