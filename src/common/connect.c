@@ -317,16 +317,6 @@ static void on_waiter_done(proa_future *f, void *arg) {
   maybe_free(c);
 }
 
-static char *copy_str(const char *s) {
-  char *p;
-  if (!s)
-    return NULL;
-  p = malloc(strlen(s) + 1);
-  if (p)
-    strcpy(p, s);
-  return p;
-}
-
 /* local_host (numeric, or NULL for the wildcard) and local_port. */
 static int resolve_local(connector *c) {
   static const char *const wildcards[2] = {"0.0.0.0", "::"};
@@ -439,8 +429,8 @@ int proa_create_connection(proa_loop *loop, const proa_protocol *protocol,
     c->self = self;
     c->opts = o;
     c->port = port;
-    c->host = copy_str(host);
-    c->local_host = copy_str(o.local_host);
+    c->host = proa__strdup(host);
+    c->local_host = proa__strdup(o.local_host);
     err = !c->host || (o.local_host && !c->local_host) ? PROA_ENOMEM : 0;
     if (!err && (o.local_host || o.local_port))
       err = resolve_local(c);

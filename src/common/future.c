@@ -135,22 +135,10 @@ int proa_future_set_result(proa_future *future, void *value,
   return schedule_callbacks(future);
 }
 
-static char *copy_message(const char *message) {
-  char *copy;
-  size_t len;
-  if (!message)
-    return NULL;
-  len = strlen(message) + 1;
-  copy = malloc(len);
-  if (copy)
-    memcpy(copy, message, len);
-  return copy;
-}
-
 /* Moves a pending future to an error state (cancellation included). */
 static int complete_with_error(proa_future *f, uint8_t state, int error,
                                const char *message) {
-  f->message = copy_message(message);
+  f->message = proa__strdup(message);
   if (message && !f->message)
     return PROA_ENOMEM;
   f->state = state;

@@ -161,6 +161,9 @@ int proa__future_init(proa_future *f, proa_loop *loop,
 /* The plain cancel, for classes whose cancel hook ends with it. */
 bool proa__future_cancel(proa_future *f, const char *message);
 
+/* A copy of `s` (NULL for NULL, or when out of memory). */
+char *proa__strdup(const char *s);
+
 /* ---- handles and queues (loop.c) ---- */
 proa_handle *proa__handle_new(proa_loop *loop, proa_callback cb, void *arg);
 /* At close: marks a scheduled handle done (running its drop function) and

@@ -18,6 +18,18 @@ double proa_loop_time(const proa_loop *loop) {
   return now_seconds();
 }
 
+char *proa__strdup(const char *s) {
+  size_t len;
+  char *copy;
+  if (!s)
+    return NULL;
+  len = strlen(s) + 1;
+  copy = malloc(len);
+  if (copy)
+    memcpy(copy, s, len);
+  return copy;
+}
+
 /* ---- handles and queues ---- */
 
 void proa__queue_push(proa__queue *q, proa_handle *h) {
@@ -168,8 +180,8 @@ int proa__loop_check_thread(proa_loop *loop, const char *what) {
   if (w) {
     w->loop = loop;
     w->what = what;
-    if (proa__call_soon_threadsafe(loop, report_wrong_thread, free, w,
-                                   NULL) != 0)
+    if (proa__call_soon_threadsafe(loop, report_wrong_thread, free, w, NULL) !=
+        0)
       free(w);
   }
   return PROA_EWRONGTHREAD;

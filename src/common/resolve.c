@@ -41,18 +41,6 @@ static int translate_eai(int rc) {
   }
 }
 
-static char *dup_string(const char *s) {
-  size_t len;
-  char *copy;
-  if (!s)
-    return NULL;
-  len = strlen(s) + 1;
-  copy = malloc(len);
-  if (copy)
-    memcpy(copy, s, len);
-  return copy;
-}
-
 /* ---- getaddrinfo ---- */
 
 typedef struct gai_request {
@@ -74,12 +62,6 @@ static void addrinfo_list_free(void *p) {
   free(list->items);
   free(list->canonname);
   free(list);
-}
-
-static int os_socktype(int t) {
-  return t == PROA_SOCK_STREAM  ? SOCK_STREAM
-         : t == PROA_SOCK_DGRAM ? SOCK_DGRAM
-                                : 0;
 }
 
 static int proa_socktype(int t) {
@@ -108,7 +90,7 @@ static int convert(const struct addrinfo *res, proa_addrinfo_list **out) {
     n++;
   list->items = calloc(n ? n : 1, sizeof *list->items);
   if (!list->items || (res && res->ai_canonname &&
-                       !(list->canonname = dup_string(res->ai_canonname)))) {
+                       !(list->canonname = proa__strdup(res->ai_canonname)))) {
     addrinfo_list_free(list);
     return PROA_ENOMEM;
   }
@@ -136,7 +118,7 @@ static int gai_work(void *arg, void **result) {
   int err;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = proa__os_family(r->hints.family);
-  hints.ai_socktype = os_socktype(r->hints.socktype);
+  hints.ai_socktype = proa__os_socktype(r->hints.socktype);
   hints.ai_protocol = r->hints.protocol;
   hints.ai_flags = os_ai_flags(r->hints.flags);
   err = translate_eai(getaddrinfo(r->host, r->port, &hints, &res));
@@ -165,13 +147,13 @@ int proa_getaddrinfo(proa_loop *loop, const char *host, const char *port,
   if (hints)
     h = *hints;
   if ((h.family != PROA_AF_UNSPEC && proa__os_family(h.family) == AF_UNSPEC) ||
-      (h.socktype && !os_socktype(h.socktype)))
+      (h.socktype && !proa__os_socktype(h.socktype)))
     return PROA_EINVAL;
   r = calloc(1, sizeof *r);
   if (!r)
     return PROA_ENOMEM;
-  r->host = dup_string(host);
-  r->port = dup_string(port);
+  r->host = proa__strdup(host);
+  r->port = proa__strdup(port);
   r->hints = h;
   if ((host && !r->host) || (port && !r->port)) {
     gai_request_free(r);

@@ -34,7 +34,7 @@ struct proa_server {
   proa_free_fn factory_free; /* releases factory_arg with the server */
   listener *listeners;
   size_t nlisteners;
-  size_t open_listeners; /* sockets not yet closed */
+  size_t open_listeners;   /* sockets not yet closed */
   proa_transport *clients; /* linked through the transports */
   size_t nclients;
   proa_future **waiters; /* wait_closed futures */

@@ -16,6 +16,12 @@ int proa__os_family(int proa_family) {
   }
 }
 
+int proa__os_socktype(int proa_type) {
+  return proa_type == PROA_SOCK_STREAM  ? SOCK_STREAM
+         : proa_type == PROA_SOCK_DGRAM ? SOCK_DGRAM
+                                        : 0;
+}
+
 int proa__proa_family(int os_family) {
   switch (os_family) {
   case AF_INET:

@@ -31,6 +31,8 @@ typedef socklen_t proa__socklen;
 
 /* The OS's AF_* for a PROA_AF_* value (AF_UNSPEC for unknown ones). */
 int proa__os_family(int proa_family);
+/* The OS's SOCK_* for a PROA_SOCK_* value (0 for unknown ones). */
+int proa__os_socktype(int proa_type);
 /* The PROA_AF_* value of an OS address family. */
 int proa__proa_family(int os_family);
 

@@ -85,7 +85,6 @@ static void sendbufs_put(proa_transport *t) {
   }
 }
 
-
 proa_transport *proa_transport_ref(proa_transport *t) {
   proa__atomic_add(&t->refs, 1);
   return t;

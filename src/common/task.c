@@ -227,8 +227,7 @@ int proa_task_new(proa_loop *loop, proa_task_fn fn, void *arg,
   t->fn = fn;
   t->arg = arg;
   t->free_result = o.free_result;
-  if (o.name && (t->name = malloc(strlen(o.name) + 1)) != NULL)
-    strcpy(t->name, o.name);
+  t->name = proa__strdup(o.name); /* a name is a nicety: NULL is fine */
   err = proa__coro_new(o.stack_size, task_body, t, &t->coro);
   /* The task holds a reference to itself until it finishes. */
   if (!err)

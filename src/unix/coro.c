@@ -1,4 +1,5 @@
 /* Unix coroutines: an assembly switch (x86-64, aarch64) or ucontext. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,44 +262,31 @@ int proa__coro_done(const proa__coro *c) { return c->done; }
 
 static proa__coro *pool;
 static size_t pool_len;
-static proa__mutex *pool_lock;
-static proa__atomic_int pool_init;
-
-static proa__mutex *lock_pool(void) {
-  while (!pool_lock) {
-    if (proa__atomic_exchange(&pool_init, 1) == 0) {
-      if (!pool_lock)
-        pool_lock = proa__mutex_new();
-      proa__atomic_store(&pool_init, 0);
-    }
-  }
-  proa__mutex_lock(pool_lock);
-  return pool_lock;
-}
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static proa__coro *pool_take(size_t map_len) {
   proa__coro *c = NULL;
-  proa__mutex *lock = lock_pool();
+  pthread_mutex_lock(&pool_lock);
   if (pool && pool->map_len == map_len) {
     c = pool;
     pool = c->next_free;
     pool_len--;
   }
-  proa__mutex_unlock(lock);
+  pthread_mutex_unlock(&pool_lock);
   return c;
 }
 
 /* Default-size stacks are kept for the next task; the rest go back. */
 static int pool_put(proa__coro *c) {
   int kept = 0;
-  proa__mutex *lock = lock_pool();
+  pthread_mutex_lock(&pool_lock);
   if (c->map_len == DEFAULT_STACK + page_size() && pool_len < POOL_MAX) {
     c->next_free = pool;
     pool = c;
     pool_len++;
     kept = 1;
   }
-  proa__mutex_unlock(lock);
+  pthread_mutex_unlock(&pool_lock);
   return kept;
 }
 

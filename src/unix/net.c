@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "sockets.h"
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0 /* macOS: SO_NOSIGPIPE is set on the socket instead */
@@ -49,14 +50,10 @@ static int wrap(proa__backend *be, int fd, proa__socket **out) {
 
 int proa__socket_open(proa__backend *be, int family, int type, int protocol,
                       proa__socket **out) {
-  int os_family = family == PROA_AF_INET    ? AF_INET
-                  : family == PROA_AF_INET6 ? AF_INET6
-                                            : -1;
-  int os_type = type == PROA_SOCK_STREAM  ? SOCK_STREAM
-                : type == PROA_SOCK_DGRAM ? SOCK_DGRAM
-                                          : -1;
+  int os_family = proa__os_family(family);
+  int os_type = proa__os_socktype(type);
   int fd, err;
-  if (os_family < 0 || os_type < 0)
+  if (os_family == AF_UNSPEC || os_type == 0)
     return PROA_EINVAL;
 #ifdef SOCK_NONBLOCK
   fd = socket(os_family, os_type | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);

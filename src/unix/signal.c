@@ -1,5 +1,6 @@
 /* Process-wide signal catching: the handler writes the number to a pipe. */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -18,7 +19,8 @@
  * reads this table atomically and writes one byte.
  */
 static proa__atomic_int owner_fd[SIGNAL_COUNT];
-static proa__mutex *claim_lock;
+/* Serialises claims: two loops on two threads may race for a signal. */
+static pthread_mutex_t claim_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int proa__signal_max(void) { return SIGNAL_COUNT - 1; }
 
@@ -45,28 +47,12 @@ static int install(int signum, void (*handler)(int)) {
   return errno == EINVAL ? PROA_EINVAL : proa__translate_errno(errno);
 }
 
-/* The first claim creates the lock; claims come from loop threads only, but
- * two loops on two threads may race, so creation itself is serialised. */
-static proa__mutex *lock_table(void) {
-  static proa__atomic_int creating;
-  while (!claim_lock) {
-    if (proa__atomic_exchange(&creating, 1) == 0) {
-      if (!claim_lock)
-        claim_lock = proa__mutex_new();
-      proa__atomic_store(&creating, 0);
-    }
-  }
-  proa__mutex_lock(claim_lock);
-  return claim_lock;
-}
-
 int proa__signal_claim(int signum, int write_fd) {
-  proa__mutex *lock;
   long owner;
   int err = 0;
   if (signum == SIGKILL || signum == SIGSTOP)
     return PROA_EINVAL;
-  lock = lock_table();
+  pthread_mutex_lock(&claim_lock);
   owner = proa__atomic_load(&owner_fd[signum]) - 1;
   if (owner >= 0 && owner != write_fd)
     err = PROA_EBUSY;
@@ -76,15 +62,15 @@ int proa__signal_claim(int signum, int write_fd) {
     if (err)
       proa__atomic_store(&owner_fd[signum], 0);
   }
-  proa__mutex_unlock(lock);
+  pthread_mutex_unlock(&claim_lock);
   return err;
 }
 
 void proa__signal_release(int signum, int write_fd) {
-  proa__mutex *lock = lock_table();
+  pthread_mutex_lock(&claim_lock);
   if (proa__atomic_load(&owner_fd[signum]) - 1 == write_fd) {
     install(signum, SIG_DFL);
     proa__atomic_store(&owner_fd[signum], 0);
   }
-  proa__mutex_unlock(lock);
+  pthread_mutex_unlock(&claim_lock);
 }

@@ -7,6 +7,7 @@
 #include <ws2tcpip.h>
 #include <mswsock.h>
 
+#include "sockets.h"
 #include "win.h"
 
 /* Not in every SDK's headers (MSVC keeps it in mstcpip.h). */
@@ -227,16 +228,12 @@ static int wrap(proa__backend *be, SOCKET sock, const sock_info *info,
 
 int proa__socket_open(proa__backend *be, int family, int type, int protocol,
                       proa__socket **out) {
-  int os_family = family == PROA_AF_INET    ? AF_INET
-                  : family == PROA_AF_INET6 ? AF_INET6
-                                            : -1;
-  int os_type = type == PROA_SOCK_STREAM  ? SOCK_STREAM
-                : type == PROA_SOCK_DGRAM ? SOCK_DGRAM
-                                          : -1;
+  int os_family = proa__os_family(family);
+  int os_type = proa__os_socktype(type);
   SOCKET sock;
   sock_info info;
   int err;
-  if (be == NULL || out == NULL || os_family < 0 || os_type < 0)
+  if (be == NULL || out == NULL || os_family == AF_UNSPEC || os_type == 0)
     return PROA_EINVAL;
   err = open_raw(os_family, os_type, protocol, &sock);
   if (err)
