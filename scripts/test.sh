@@ -31,9 +31,11 @@ export WINEPREFIX=${WINEPREFIX:-$HOME/.wine-proa}
 # wineboot starts Wine's background services now, detached from any pipe:
 # started by the first test instead, they would inherit ctest's output pipe
 # and keep it open until ctest gives up on the test.
+# The server needs the prefix folder to exist; wineboot fills it in.
+mkdir -p "$WINEPREFIX"
 wineserver -p
 trap 'wineserver -k 2>/dev/null || true' EXIT
-wineboot -i </dev/null >/dev/null 2>&1 || true
+wineboot -i </dev/null >/dev/null 2>&1
 ctest --preset mingw -j"$JOBS" 2>&1 | tee "$logs/windows.log"
 
 # One closing line over both runs (ctest already failed the script above
