@@ -27,7 +27,9 @@ struct proa_transport {
   void *self;
   proa_server *server;
   proa_transport *server_prev, *server_next; /* the server's connections */
-  proa_future *waiter; /* completed after connection_made */
+  proa_future *waiter;   /* completed after connection_made */
+  proa_callback drained; /* internal: told once the buffer is at `low` */
+  void *drained_arg;
 
   proa__op read_op;
   proa__op write_op;
@@ -124,6 +126,12 @@ void proa_transport_unref(proa_transport *t) {
 }
 
 void proa__transport_release(void *t) { proa_transport_unref(t); }
+
+void proa__transport_when_drained(proa_transport *t, proa_callback fn,
+                                  void *arg) {
+  t->drained = fn;
+  t->drained_arg = arg;
+}
 
 static void drop_ref(void *arg) { proa_transport_unref(arg); }
 
@@ -408,6 +416,11 @@ static void on_write(proa__op *op) {
   }
   if (!t->write_pending)
     sendbufs_put(t);
+  if (t->drained && t->wsize <= t->flow.low) {
+    proa_callback fn = t->drained;
+    t->drained = NULL;
+    fn(t->drained_arg);
+  }
   flow_check(t);
   maybe_finish(t);
 }

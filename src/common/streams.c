@@ -79,9 +79,11 @@ static void take(proa_stream *s, size_t k) {
     proa_future_set_error(f, PROA_ENOMEM, NULL);
   } else {
     b->len = k;
-    memcpy(b->data, s->buf, k);
-    memmove(s->buf, s->buf + k, s->len - k);
-    s->len -= k;
+    if (k) { /* s->buf is NULL until the first byte arrives */
+      memcpy(b->data, s->buf, k);
+      memmove(s->buf, s->buf + k, s->len - k);
+      s->len -= k;
+    }
     proa_future_set_result(f, b, free);
   }
   proa_future_unref(f);
@@ -110,6 +112,8 @@ static size_t find(const proa_stream *s) {
 }
 
 static void drop(proa_stream *s, size_t k) {
+  if (!k)
+    return;
   memmove(s->buf, s->buf + k, s->len - k);
   s->len -= k;
 }
@@ -142,9 +146,14 @@ static void complete_until(proa_stream *s) {
   }
 }
 
-/* Completes the pending read if the buffer (or the end) allows. */
+/* Completes the pending read if the buffer (or the end) allows. A read that
+ * must wait for more data resumes reading, even past twice the limit. */
 static void try_complete(proa_stream *s) {
   char msg[96];
+  if (s->reader && s->paused && s->t && !s->lost) {
+    s->paused = false;
+    proa_transport_resume_reading(s->t);
+  }
   switch (s->kind) {
   case READ_SOME:
     if (s->len)
@@ -242,6 +251,8 @@ static void on_lost(void *self, int error) {
 
 static void on_pause(void *self) { ((proa_stream *)self)->write_paused = true; }
 
+static void on_drained(void *arg) { settle_waiters(arg, false); }
+
 static void on_resume(void *self) {
   proa_stream *s = self;
   s->write_paused = false;
@@ -283,6 +294,8 @@ static int start_read(proa_stream *s, enum read_kind kind, size_t n,
 }
 
 int proa_stream_read(proa_stream *s, size_t n, proa_future **out) {
+  if (out)
+    *out = NULL;
   return n ? start_read(s, READ_SOME, n, NULL, 0, out) : PROA_EINVAL;
 }
 
@@ -292,6 +305,8 @@ int proa_stream_readexactly(proa_stream *s, size_t n, proa_future **out) {
 
 int proa_stream_readuntil(proa_stream *s, const void *sep, size_t seplen,
                           proa_future **out) {
+  if (out)
+    *out = NULL;
   if (!sep || !seplen)
     return PROA_EINVAL;
   return start_read(s, READ_UNTIL, 0, sep, seplen, out);
@@ -323,6 +338,16 @@ static int add_waiter(proa_stream *s, proa_future *f) {
   return 0;
 }
 
+/*
+ * Over the high-water mark drain waits, even when pause_writing (which is
+ * scheduled, never called from inside write) has not come yet.
+ */
+static bool must_wait(const proa_stream *s) {
+  size_t high;
+  proa_transport_get_write_buffer_limits(s->t, NULL, &high);
+  return s->write_paused || proa_transport_get_write_buffer_size(s->t) > high;
+}
+
 int proa_stream_drain(proa_stream *s, proa_future **out) {
   int err;
   if (out)
@@ -334,11 +359,14 @@ int proa_stream_drain(proa_stream *s, proa_future **out) {
     return err;
   if (s->lost && s->error)
     proa_future_set_error(*out, s->error, NULL);
-  else if (!s->write_paused || s->lost)
+  else if (s->lost || !must_wait(s))
     proa_future_set_result(*out, NULL, NULL);
   else if ((err = add_waiter(s, *out)) != 0) {
     proa_future_unref(*out);
     *out = NULL;
+  } else {
+    /* Settled by whichever comes first: this, or resume_writing. */
+    proa__transport_when_drained(s->t, on_drained, s);
   }
   return err;
 }

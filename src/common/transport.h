@@ -40,6 +40,14 @@ int proa__create_server(proa_loop *loop, proa_protocol_factory factory,
                         const char *host, int port,
                         const proa_server_options *opts, proa_future **out);
 
+/*
+ * Calls fn(arg) once, from a write completion, when the write buffer has
+ * drained to the low-water mark; NULL cancels. Unlike resume_writing it
+ * does not depend on pause_writing having been told first.
+ */
+void proa__transport_when_drained(proa_transport *t, proa_callback fn,
+                                  void *arg);
+
 /* Releases a transport stored as a future's result. */
 void proa__transport_release(void *t);
 
