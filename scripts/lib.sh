@@ -25,3 +25,5 @@ ensure_packages() {
 NATIVE_PACKAGES="cmake ninja-build gcc g++ make pkg-config googletest libssl-dev"
 # What the Windows cross build and its Wine test run add.
 WINDOWS_PACKAGES="gcc-mingw-w64-x86-64 g++-mingw-w64-x86-64 wine wine64"
+# What the aarch64 cross build (task switch tests under qemu-user) adds.
+ARM_PACKAGES="gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"

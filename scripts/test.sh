@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The README's second command: the whole test suite. Native with ASan+UBSan
-# (once per Unix poller), then cross-built for Windows and run under Wine.
-# Installs what is missing first; safe to run again and again.
+# (once per Unix poller, plus the task tests over ucontext), then cross-built
+# for Windows and run under Wine (iocp, plus the task tests over Fibers),
+# then the task switch and the loop core cross-built for aarch64 and run
+# under qemu-user. Installs what is missing first; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 JOBS=${JOBS:-$(nproc)}
-ensure_packages $NATIVE_PACKAGES $WINDOWS_PACKAGES
+ensure_packages $NATIVE_PACKAGES $WINDOWS_PACKAGES $ARM_PACKAGES
 
 logs=build/test-logs
 mkdir -p "$logs"
@@ -38,13 +40,22 @@ trap 'wineserver -k 2>/dev/null || true' EXIT
 wineboot -i </dev/null >/dev/null 2>&1
 ctest --preset mingw -j"$JOBS" 2>&1 | tee "$logs/windows.log"
 
-# One closing line over both runs (ctest already failed the script above
+echo "==> aarch64: cross build; the task switch and the loop under qemu-user"
+cmake --preset aarch64 >/dev/null
+cmake --build --preset aarch64
+ctest --preset aarch64 -j"$JOBS" -R '[.](Task|Loop|Future|Timer)[.]' 2>&1 |
+  tee "$logs/aarch64.log"
+
+# One closing line over every run (ctest already failed the script above
 # if any test failed, through pipefail).
 count() { grep -Eo "tests passed, [0-9]+ tests failed out of [0-9]+" "$1" | tail -1; }
 total() { count "$1" | awk '{print $NF}'; }
 failed() { count "$1" | awk '{print $3}'; }
-n=$(($(total "$logs/native.log") + $(total "$logs/windows.log")))
-f=$(($(failed "$logs/native.log") + $(failed "$logs/windows.log")))
-echo "native: $(count "$logs/native.log"); windows: $(count "$logs/windows.log")"
+n=0 f=0
+for run in native windows aarch64; do
+  n=$((n + $(total "$logs/$run.log")))
+  f=$((f + $(failed "$logs/$run.log")))
+  echo "$run: $(count "$logs/$run.log")"
+done
 echo "wall time: $(($(date +%s) - started)) s"
 echo "$((n - f)) passed, $f failed"
