@@ -317,6 +317,7 @@ static int connect_result(int fd) {
 
 static void write_ready(proa__socket *s) {
   proa__op *op = s->write_op;
+  bool connect = s->write_kind == WRITE_CONNECT;
   intptr_t result;
   if (s->write_kind == WRITE_CONNECT)
     result = connect_result(s->io.fd);
@@ -329,6 +330,10 @@ static void write_ready(proa__socket *s) {
   s->write_op = NULL;
   op->result = result;
   op->complete(op);
+  /* After a connect, writes usually succeed at once: stop watching for
+   * writability now rather than after a spurious wake-up. */
+  if (connect && !s->closed && !s->write_op)
+    proa__io_watch(s->io.be, &s->io, s->io.events & ~PROA__IO_WRITE);
 }
 
 /*

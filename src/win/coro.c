@@ -16,7 +16,7 @@
 #else
 #define POOL_FIBERS_OFF 0
 #endif
-#define POOL_MAX 64
+#define POOL_MAX 1024 /* as on Unix: see src/unix/coro.c */
 
 struct proa__coro {
   void *sp;        /* asm: the coroutine's saved stack pointer */

@@ -39,6 +39,18 @@ double bench_cpu_ns(int pid) {
   return ok ? (double)ns : -1;
 }
 
+double bench_self_cpu_ns(void) {
+  struct timespec ts;
+  if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) != 0)
+    return -1;
+  return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+/* The driver reads the count while the server writes it: atomic, relaxed. */
+void bench_shared_count(bench_shared *s) {
+  __atomic_store_n(&s->received, s->received + 1, __ATOMIC_RELAXED);
+}
+
 void bench_report(int fd, const char *fmt, ...) {
   char line[256];
   va_list ap;

@@ -2,6 +2,7 @@
 # Builds the proa-versus-libuv benchmarks (release, no sanitizers) in
 # build/bench and runs them; the results come out as Markdown on stdout.
 # Arguments go to proa_bench (--rounds N, --duration S, --idle N, ...).
+# In order: TCP echo, idle connections, UDP ping-pong and pummel, tasks.
 set -eu
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
