@@ -374,6 +374,10 @@ static int wrap_socket(proa_loop *loop, const proa_protocol *protocol,
   int err = proa__socket_adopt(loop->backend, sock, &s);
   if (err)
     return err;
+  if (proa__socket_type(s) != PROA_SOCK_STREAM) {
+    proa__socket_close(s);
+    return PROA_EINVAL; /* a stream socket was expected */
+  }
   err = proa__transport_new(loop, s, protocol, self, NULL, &t);
   if (err) {
     proa__socket_close(s);

@@ -186,11 +186,13 @@ static void on_write(proa__op *op) {
   t->write_pending = false;
   if (op->result < 0 && op->result != PROA_ECANCELED)
     report(t, (int)op->result);
-  /* Sent or failed, the datagram leaves the queue: UDP never retries. */
+  /* Sent or failed, the datagram leaves the queue: UDP never retries. An
+   * abort already took it out of the count. */
   t->qhead = d->next;
   if (!t->qhead)
     t->qtail = NULL;
-  t->qsize -= d->len;
+  if (!t->aborting)
+    t->qsize -= d->len;
   free(d);
   if (t->aborting)
     queue_clear(t);
@@ -331,14 +333,24 @@ void proa_datagram_close(proa_datagram *t) {
   maybe_finish(t);
 }
 
+/* Drops the queue now; a datagram being sent stays until its op ends. */
+static void drop_queue(proa_datagram *t) {
+  dgram *head = t->write_pending ? t->qhead : NULL;
+  if (head) {
+    t->qhead = head->next;
+    head->next = NULL;
+  }
+  queue_clear(t);
+  t->qhead = t->qtail = head;
+}
+
 void proa_datagram_abort(proa_datagram *t) {
   if (!t || t->lost_scheduled)
     return;
   t->closing = t->aborting = true;
+  drop_queue(t);
   if (t->write_pending)
     proa__socket_cancel(t->sock, &t->write_op);
-  else
-    queue_clear(t);
   maybe_finish(t);
 }
 
@@ -583,6 +595,10 @@ static int adopt(setup *st) {
   int err = proa__socket_adopt(st->loop->backend, st->opts.sock, &s);
   if (err)
     return err;
+  if (proa__socket_type(s) != PROA_SOCK_DGRAM) {
+    proa__socket_close(s); /* asyncio: "A datagram socket was expected" */
+    return PROA_EINVAL;
+  }
   return start(st, s, proa__socket_name(s, &peer, true) == 0);
 }
 

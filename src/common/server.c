@@ -493,6 +493,8 @@ static int adopt_listener(setup *st) {
     return PROA_ENOMEM;
   l = &s->listeners[0];
   err = proa__socket_adopt(s->loop->backend, st->opts.sock, &l->sock);
+  if (!err && proa__socket_type(l->sock) != PROA_SOCK_STREAM)
+    err = PROA_EINVAL; /* a stream socket was expected */
   if (!err)
     err = proa__socket_listen(l->sock, st->opts.backlog);
   if (err) {

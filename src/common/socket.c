@@ -244,3 +244,13 @@ int proa__socket_multicast(proa__socket *s, const char *group,
     return join_v6(s, &g, iface, join);
   }
 }
+
+int proa__socket_type(proa__socket *s) {
+  int type = 0;
+  proa__socklen len = (proa__socklen)sizeof type;
+  if (getsockopt(fd_of(s), SOL_SOCKET, SO_TYPE, (char *)&type, &len) != 0)
+    return last_error();
+  return type == SOCK_STREAM  ? PROA_SOCK_STREAM
+         : type == SOCK_DGRAM ? PROA_SOCK_DGRAM
+                              : 0;
+}

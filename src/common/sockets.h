@@ -48,6 +48,9 @@ int proa__socket_connect_now(proa__socket *s, const proa_sockaddr *addr);
 /* Joins (or leaves) a multicast group; see proa_datagram_join_group. */
 int proa__socket_multicast(proa__socket *s, const char *group,
                            const char *iface, bool join);
+/* PROA_SOCK_STREAM or PROA_SOCK_DGRAM (SO_TYPE), 0 for others, or an
+ * error. */
+int proa__socket_type(proa__socket *s);
 /* The pending error of a socket (SO_ERROR), translated. */
 int proa__socket_pending_error(proa__socket *s);
 

@@ -401,12 +401,10 @@ static void on_write(proa__op *op) {
       (proa_transport *)(void *)((char *)op -
                                  offsetof(proa_transport, write_op));
   t->write_pending = false;
-  if (op->result < 0) {
-    if (!t->aborting)
-      force_close(t, (int)op->result);
-  } else {
+  if (op->result < 0 && !t->aborting)
+    force_close(t, (int)op->result);
+  else if (op->result >= 0 && !t->aborting)
     consume(t, (size_t)op->result);
-  }
   if (t->aborting) {
     queue_clear(t);
   } else if (t->whead) {
@@ -629,10 +627,14 @@ static void force_close(proa_transport *t, int error) {
     t->error = error;
   t->closing = true;
   t->aborting = true;
-  if (t->write_pending)
+  if (t->write_pending) {
+    /* The chunks being sent stay until the cancel completes; as far as
+     * anyone can tell, the buffer is empty now. */
+    t->wsize = 0;
     proa__socket_cancel(t->sock, &t->write_op);
-  else
+  } else {
     queue_clear(t);
+  }
   maybe_finish(t);
 }
 

@@ -2,32 +2,55 @@
 # Runs echo_server, points a client at the port it prints, then stops the
 # server with SIGINT and checks that everything exited 0.
 #   run_echo.sh "EMULATOR" SERVER CLIENT PROTO HOST [CLIENT ARGS...]
+# PROTO is tcp, udp, or tcp+udp: the server is started with one flag per
+# protocol (both at once for tcp+udp, printing one line each) and the client
+# runs once per protocol, with the same CLIENT ARGS.
 # EMULATOR is empty natively and "wine" for the Windows build (Wine turns
 # SIGINT into Ctrl-C for a console program).
 set -u
-emulator=$1 server=$2 client=$3 proto=$4 host=$5
+emulator=$1 server=$2 client=$3 protos=$4 host=$5
 shift 5
 out=$(mktemp)
 trap 'rm -f "$out"; [ -n "${pid:-}" ] && kill -9 "$pid" 2>/dev/null' EXIT
 
+IFS=+ read -r -a list <<<"$protos"
+flags=()
+for proto in "${list[@]}"; do
+  case $proto in
+  tcp | udp) flags+=("--$proto" "$host:0") ;;
+  *) echo "unknown protocol '$proto'"; exit 2 ;;
+  esac
+done
+
 # shellcheck disable=SC2086
-$emulator "$server" "--$proto" "$host:0" >"$out" 2>&1 &
+$emulator "$server" "${flags[@]}" >"$out" 2>&1 &
 pid=$!
+ready() {
+  local proto
+  for proto in "${list[@]}"; do
+    grep -q "^listening on $proto " "$out" || return 1
+  done
+}
 for _ in $(seq 1 300); do
-  grep -q "^listening on $proto " "$out" && break
+  ready && break
   kill -0 "$pid" 2>/dev/null || { echo "server died:"; cat "$out"; exit 1; }
   sleep 0.1
 done
-line=$(grep -m1 "^listening on $proto " "$out" | tr -d '\r')
-[ -n "$line" ] || { echo "server never said where it listens:"; cat "$out"; exit 1; }
-[ "$(grep -c '^listening on' "$out")" = 1 ] || { echo "more than one line"; exit 1; }
-addr=${line#listening on $proto }
-echo "server: $line"
+ready || { echo "server never said where it listens:"; cat "$out"; exit 1; }
+[ "$(grep -c '^listening on' "$out")" = "${#list[@]}" ] ||
+  { echo "not one line per protocol:"; cat "$out"; exit 1; }
 
-# shellcheck disable=SC2086
-$emulator "$client" "--$proto" "$addr" "$@"
-rc=$?
-[ "$rc" = 0 ] || { echo "client failed ($rc)"; cat "$out"; exit 1; }
+for proto in "${list[@]}"; do
+  [ "$(grep -c "^listening on $proto " "$out")" = 1 ] ||
+    { echo "more than one $proto line"; cat "$out"; exit 1; }
+  line=$(grep -m1 "^listening on $proto " "$out" | tr -d '\r')
+  addr=${line#"listening on $proto "}
+  echo "server: $line"
+  # shellcheck disable=SC2086
+  $emulator "$client" "--$proto" "$addr" "$@"
+  rc=$?
+  [ "$rc" = 0 ] || { echo "$proto client failed ($rc)"; cat "$out"; exit 1; }
+done
 
 kill -INT "$pid"
 for _ in $(seq 1 100); do
