@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "flow.h"
+#include "channel.h"
 #include "sockets.h"
 
 #define RECVS_PER_WAKE 32 /* datagrams read per readiness, at most */
@@ -19,27 +19,16 @@ typedef struct dgram {
 } dgram;
 
 struct proa_datagram {
-  proa__resource res; /* first: the loop closes it if the user did not */
-  proa__atomic_int refs;
-  proa_loop *loop;
-  proa__socket *sock; /* NULL once lost */
+  proa__channel ch; /* first: lifetime, ops, flow control, closing */
   const proa_datagram_protocol *proto;
   void *self;
-  proa_future *waiter;
   bool connected;
-  proa__op read_op, write_op;
   dgram *qhead, *qtail;
   size_t qsize; /* bytes queued */
-  proa__flow flow;
-  bool made, read_pending, write_pending, closing, aborting, lost_scheduled;
-  int lost_error; /* what connection_lost will say */
 };
 
-static void maybe_finish(proa_datagram *t);
-
-proa_datagram *proa_datagram_ref(proa_datagram *t) {
-  proa__atomic_add(&t->refs, 1);
-  return t;
+static proa_datagram *of(proa__channel *ch) {
+  return (proa_datagram *)(void *)ch;
 }
 
 static void queue_clear(proa_datagram *t) {
@@ -52,36 +41,64 @@ static void queue_clear(proa_datagram *t) {
   t->qsize = 0;
 }
 
-void proa_datagram_unref(proa_datagram *t) {
-  if (!t || proa__atomic_add(&t->refs, -1) != 0)
-    return;
+/* ---- the channel class ---- */
+
+static size_t buffered(const proa__channel *ch) {
+  return ((const proa_datagram *)(const void *)ch)->qsize;
+}
+
+/* Drops the queue now; a datagram being sent stays until its op ends. */
+static void drop_queue(proa__channel *ch) {
+  proa_datagram *t = of(ch);
+  dgram *head = ch->write_pending ? t->qhead : NULL;
+  if (head) {
+    t->qhead = head->next;
+    head->next = NULL;
+  }
   queue_clear(t);
-  proa__resource_remove(t->loop, &t->res);
-  if (t->sock)
-    proa__socket_close(t->sock);
-  proa_loop_unref(t->loop);
-  free(t);
+  t->qhead = t->qtail = head;
 }
 
-static void release(void *t) { proa_datagram_unref(t); }
-
-static int schedule(proa_datagram *t, proa_callback cb) {
-  int err = proa__call_soon(t->loop, cb, release, proa_datagram_ref(t));
-  if (err)
-    proa_datagram_unref(t);
-  return err;
+static void made(proa__channel *ch) {
+  proa_datagram *t = of(ch);
+  if (t->proto && t->proto->connection_made)
+    t->proto->connection_made(t->self, t);
 }
 
-proa_loop *proa_datagram_loop(const proa_datagram *t) { return t->loop; }
+static void flow(proa__channel *ch, int step) {
+  proa_datagram *t = of(ch);
+  if (!t->proto)
+    return;
+  if (step > 0 && t->proto->pause_writing)
+    t->proto->pause_writing(t->self);
+  else if (step < 0 && t->proto->resume_writing)
+    t->proto->resume_writing(t->self);
+}
+
+static void lost(proa__channel *ch, bool notify) {
+  proa_datagram *t = of(ch);
+  if (notify && t->proto && t->proto->connection_lost)
+    t->proto->connection_lost(t->self, ch->error);
+}
+
+static void destroy(proa__channel *ch) { queue_clear(of(ch)); }
+
+static const proa__channel_class datagram_class = {
+    buffered, drop_queue, made, flow, lost, destroy};
+
+proa_datagram *proa_datagram_ref(proa_datagram *t) {
+  proa__channel_ref(&t->ch);
+  return t;
+}
+
+void proa_datagram_unref(proa_datagram *t) {
+  if (t)
+    proa__channel_unref(&t->ch);
+}
+
+proa_loop *proa_datagram_loop(const proa_datagram *t) { return t->ch.loop; }
 
 /* ---- receiving ---- */
-
-static void read_submit(proa_datagram *t) {
-  if (t->read_pending || t->closing || !t->made)
-    return;
-  t->read_pending = true;
-  proa__socket_wait_readable(t->sock, &t->read_op);
-}
 
 static char *read_buffer(proa_loop *loop) {
   if (!loop->read_buf) {
@@ -104,86 +121,65 @@ static bool soft_error(intptr_t err) {
          err == PROA_EMSGSIZE || err == PROA_ETIMEDOUT || err == PROA_EAGAIN;
 }
 
+/* Reports an error; one that is not ICMP news means the socket itself is
+ * broken, and waiting again would fail the same way forever: give up. */
+static void receive_error(proa_datagram *t, int err) {
+  report(t, err);
+  if (!soft_error(err))
+    proa__channel_abort(&t->ch, err);
+}
+
 /* Drains a burst: several datagrams per readiness, not one round each. */
 static void recv_some(proa_datagram *t) {
   int i;
-  for (i = 0; i < RECVS_PER_WAKE && !t->closing; i++) {
+  for (i = 0; i < RECVS_PER_WAKE && !t->ch.closing; i++) {
     proa_sockaddr from;
-    char *buf = read_buffer(t->loop);
+    char *buf = read_buffer(t->ch.loop);
     intptr_t n;
     if (!buf) {
       report(t, PROA_ENOMEM);
       return;
     }
     memset(&from, 0, sizeof from);
-    n = proa__socket_try_recvfrom(t->sock, buf, t->loop->read_buf_size, &from);
+    n = proa__socket_try_recvfrom(t->ch.sock, buf, t->ch.loop->read_buf_size,
+                                  &from);
     if (n == PROA_EAGAIN)
       return;
-    if (n < 0 && !soft_error(n)) {
-      report(t, (int)n);
-      t->lost_error = (int)n;
-      proa_datagram_abort(t); /* the socket itself is broken */
-      return;
-    }
     if (n < 0)
-      report(t, (int)n); /* truncated, or ICMP news: the endpoint lives on */
+      receive_error(t, (int)n); /* truncated, ICMP news, or worse */
     else if (t->proto && t->proto->datagram_received)
       t->proto->datagram_received(t->self, buf, (size_t)n, &from);
   }
 }
 
 static void on_read(proa__op *op) {
-  proa_datagram *t =
-      (proa_datagram *)(void *)((char *)op - offsetof(proa_datagram, read_op));
-  t->read_pending = false;
-  if (op->result < 0 && op->result != PROA_ECANCELED) {
-    report(t, (int)op->result);
-    if (!soft_error(op->result)) {
-      /* Waiting again would fail the same way, forever: give up. */
-      t->lost_error = (int)op->result;
-      proa_datagram_abort(t);
-    }
-  }
-  if (!t->closing)
+  proa_datagram *t = of(
+      (proa__channel *)(void *)((char *)op - offsetof(proa__channel, read_op)));
+  t->ch.read_pending = false;
+  if (op->result < 0 && op->result != PROA_ECANCELED)
+    receive_error(t, (int)op->result);
+  if (!t->ch.closing)
     recv_some(t);
-  read_submit(t);
-  maybe_finish(t);
+  proa__channel_read_submit(&t->ch);
+  proa__channel_maybe_finish(&t->ch);
 }
 
 /* ---- sending ---- */
 
-static void flow_cb(void *arg) {
-  proa_datagram *t = arg;
-  int step = proa__flow_step(&t->flow, t->qsize);
-  if (!t->lost_scheduled && t->proto) {
-    if (step > 0 && t->proto->pause_writing)
-      t->proto->pause_writing(t->self);
-    else if (step < 0 && t->proto->resume_writing)
-      t->proto->resume_writing(t->self);
-  }
-  proa_datagram_unref(t);
-}
-
-static void flow_check(proa_datagram *t) {
-  if (proa__flow_due(&t->flow, t->qsize) && !t->flow.scheduled &&
-      !t->lost_scheduled && schedule(t, flow_cb) == 0)
-    t->flow.scheduled = true;
-}
-
 static void write_submit(proa_datagram *t) {
   dgram *d = t->qhead;
-  if (t->write_pending || !d || t->aborting)
+  if (t->ch.write_pending || !d || t->ch.aborting)
     return;
-  t->write_pending = true;
-  proa__socket_sendto(t->sock, &t->write_op, d->data, d->len,
+  t->ch.write_pending = true;
+  proa__socket_sendto(t->ch.sock, &t->ch.write_op, d->data, d->len,
                       d->has_addr ? &d->addr : NULL);
 }
 
 static void on_write(proa__op *op) {
-  proa_datagram *t =
-      (proa_datagram *)(void *)((char *)op - offsetof(proa_datagram, write_op));
+  proa_datagram *t = of((
+      proa__channel *)(void *)((char *)op - offsetof(proa__channel, write_op)));
   dgram *d = t->qhead;
-  t->write_pending = false;
+  t->ch.write_pending = false;
   if (op->result < 0 && op->result != PROA_ECANCELED)
     report(t, (int)op->result);
   /* Sent or failed, the datagram leaves the queue: UDP never retries. An
@@ -191,15 +187,15 @@ static void on_write(proa__op *op) {
   t->qhead = d->next;
   if (!t->qhead)
     t->qtail = NULL;
-  if (!t->aborting)
+  if (!t->ch.aborting)
     t->qsize -= d->len;
   free(d);
-  if (t->aborting)
+  if (t->ch.aborting)
     queue_clear(t);
   else
     write_submit(t);
-  flow_check(t);
-  maybe_finish(t);
+  proa__channel_flow_check(&t->ch);
+  proa__channel_maybe_finish(&t->ch);
 }
 
 static int enqueue(proa_datagram *t, const void *data, size_t len,
@@ -230,7 +226,8 @@ static int check_target(proa_datagram *t, const proa_sockaddr *addr) {
     return addr ? 0 : PROA_EINVAL;
   if (!addr)
     return 0;
-  if (proa__socket_name(t->sock, &peer, true) != 0 || peer.len != addr->len ||
+  if (proa__socket_name(t->ch.sock, &peer, true) != 0 ||
+      peer.len != addr->len ||
       memcmp(peer.storage, addr->storage, (size_t)peer.len) != 0)
     return PROA_EINVAL;
   return 0;
@@ -241,7 +238,7 @@ int proa_datagram_sendto(proa_datagram *t, const void *data, size_t len,
   int err;
   if (!t || (!data && len))
     return PROA_EINVAL;
-  if (t->closing)
+  if (t->ch.closing)
     return PROA_ECLOSED;
   if (len > MAX_DATAGRAM)
     return PROA_EMSGSIZE;
@@ -250,8 +247,8 @@ int proa_datagram_sendto(proa_datagram *t, const void *data, size_t len,
     return err;
   if (t->connected)
     addr = NULL; /* send(), not sendto(): some systems insist */
-  if (!t->qhead && !t->write_pending) {
-    intptr_t n = proa__socket_try_sendto(t->sock, data, len, addr);
+  if (!t->qhead && !t->ch.write_pending) {
+    intptr_t n = proa__socket_try_sendto(t->ch.sock, data, len, addr);
     if (n >= 0)
       return 0;
     if (n != PROA_EAGAIN)
@@ -260,16 +257,16 @@ int proa_datagram_sendto(proa_datagram *t, const void *data, size_t len,
   err = enqueue(t, data, len, addr);
   if (!err) {
     write_submit(t);
-    flow_check(t);
+    proa__channel_flow_check(&t->ch);
   }
   return err;
 }
 
 int proa_datagram_set_write_buffer_limits(proa_datagram *t, size_t high,
                                           size_t low) {
-  int err = proa__flow_set_limits(&t->flow, high, low);
+  int err = proa__flow_set_limits(&t->ch.flow, high, low);
   if (!err)
-    flow_check(t);
+    proa__channel_flow_check(&t->ch);
   return err;
 }
 
@@ -277,117 +274,48 @@ size_t proa_datagram_get_write_buffer_size(const proa_datagram *t) {
   return t->qsize;
 }
 
-/* ---- lifetime ---- */
-
-static void lost_cb(void *arg) {
-  proa_datagram *t = arg;
-  proa__resource_remove(t->loop, &t->res);
-  proa__socket_close(t->sock);
-  t->sock = NULL;
-  if (t->proto && t->proto->connection_lost)
-    t->proto->connection_lost(t->self, t->lost_error);
-  proa_datagram_unref(t);
-}
-
-static void lost_drop(void *arg) {
-  proa_datagram *t = arg;
-  proa__resource_remove(t->loop, &t->res);
-  proa__socket_close(t->sock);
-  t->sock = NULL;
-  proa_datagram_unref(t);
-}
-
-/* The loop is closing with the endpoint open: shut it, no callbacks. */
-static void close_now(proa__resource *r) {
-  proa_datagram *t = (proa_datagram *)(void *)r;
-  if (t->lost_scheduled)
-    return; /* lost_drop, already queued, finishes it */
-  t->closing = t->aborting = t->lost_scheduled = true;
-  t->read_pending = t->write_pending = false;
-  queue_clear(t);
-  if (t->waiter) {
-    proa_future_cancel(t->waiter, "the event loop was closed");
-    proa_future_unref(t->waiter);
-    t->waiter = NULL;
-  }
-  lost_drop(t);
-}
-
-static void maybe_finish(proa_datagram *t) {
-  if (!t->closing || t->lost_scheduled || !t->made)
-    return;
-  if (t->read_pending) {
-    proa__socket_cancel(t->sock, &t->read_op);
-    return;
-  }
-  if (t->write_pending || (t->qhead && !t->aborting))
-    return;
-  if (proa__call_soon(t->loop, lost_cb, lost_drop, t) == 0)
-    t->lost_scheduled = true;
-}
+/* ---- closing and extra info ---- */
 
 void proa_datagram_close(proa_datagram *t) {
-  if (!t || t->closing)
-    return;
-  t->closing = true;
-  maybe_finish(t);
-}
-
-/* Drops the queue now; a datagram being sent stays until its op ends. */
-static void drop_queue(proa_datagram *t) {
-  dgram *head = t->write_pending ? t->qhead : NULL;
-  if (head) {
-    t->qhead = head->next;
-    head->next = NULL;
-  }
-  queue_clear(t);
-  t->qhead = t->qtail = head;
+  if (t)
+    proa__channel_close(&t->ch);
 }
 
 void proa_datagram_abort(proa_datagram *t) {
-  if (!t || t->lost_scheduled)
-    return;
-  t->closing = t->aborting = true;
-  drop_queue(t);
-  if (t->write_pending)
-    proa__socket_cancel(t->sock, &t->write_op);
-  maybe_finish(t);
+  if (t)
+    proa__channel_abort(&t->ch, 0);
 }
 
-bool proa_datagram_is_closing(const proa_datagram *t) { return t->closing; }
+bool proa_datagram_is_closing(const proa_datagram *t) { return t->ch.closing; }
 
 int proa_datagram_peername(const proa_datagram *t, proa_sockaddr *out) {
-  if (!t || !out)
-    return PROA_EINVAL;
-  if (!t->sock)
-    return PROA_ECLOSED;
-  return t->connected ? proa__socket_name(t->sock, out, true) : PROA_ENOTCONN;
+  if (t && out && t->ch.sock && !t->connected)
+    return PROA_ENOTCONN;
+  return proa__channel_name(t ? &t->ch : NULL, out, true);
 }
 
 int proa_datagram_sockname(const proa_datagram *t, proa_sockaddr *out) {
-  if (!t || !out)
-    return PROA_EINVAL;
-  return t->sock ? proa__socket_name(t->sock, out, false) : PROA_ECLOSED;
+  return proa__channel_name(t ? &t->ch : NULL, out, false);
 }
 
 intptr_t proa_datagram_socket(const proa_datagram *t) {
-  return t->sock ? proa__socket_fd(t->sock) : -1;
+  return proa__channel_socket(&t->ch);
 }
 
 int proa_datagram_join_group(proa_datagram *t, const char *group,
                              const char *iface) {
   if (!t || !group)
     return PROA_EINVAL;
-  return t->sock ? proa__socket_multicast(t->sock, group, iface, true)
-                 : PROA_ECLOSED;
+  return t->ch.sock ? proa__socket_multicast(t->ch.sock, group, iface, true)
+                    : PROA_ECLOSED;
 }
 
 int proa_datagram_leave_group(proa_datagram *t, const char *group,
                               const char *iface) {
   if (!t || !group)
     return PROA_EINVAL;
-  return t->sock ? proa__socket_multicast(t->sock, group, iface, false)
-                 : PROA_ECLOSED;
+  return t->ch.sock ? proa__socket_multicast(t->ch.sock, group, iface, false)
+                    : PROA_ECLOSED;
 }
 
 /* ---- create_datagram_endpoint ---- */
@@ -407,47 +335,23 @@ typedef struct setup {
   int error;
 } setup;
 
-static void made_cb(void *arg) {
-  proa_datagram *t = arg;
-  proa_future *waiter = t->waiter;
-  t->made = true;
-  if (t->proto && t->proto->connection_made)
-    t->proto->connection_made(t->self, t);
-  t->waiter = NULL;
-  if (proa_future_set_result(waiter, proa_datagram_ref(t), release) != 0) {
-    proa_datagram_unref(t);
-    proa_datagram_abort(t); /* the caller gave up on it */
-  }
-  proa_future_unref(waiter);
-  read_submit(t);
-  maybe_finish(t);
-  proa_datagram_unref(t);
-}
-
 /* Wraps the socket (owned from here on) and schedules connection_made. */
 static int start(setup *st, proa__socket *sock, bool connected) {
   proa_datagram *t = calloc(1, sizeof *t);
+  int err;
   if (!t) {
     proa__socket_close(sock);
     return PROA_ENOMEM;
   }
-  t->refs = 1; /* the loop's, until connection_lost */
-  t->loop = proa_loop_ref(st->loop);
-  t->sock = sock;
+  proa__channel_init(&t->ch, &datagram_class, st->loop, sock, on_read,
+                     on_write);
   t->proto = st->proto;
   t->self = st->self;
   t->connected = connected;
-  t->read_op.complete = on_read;
-  t->write_op.complete = on_write;
-  proa__flow_init(&t->flow);
-  t->waiter = proa_future_ref(st->waiter);
-  proa__resource_add(st->loop, &t->res, close_now);
-  if (schedule(t, made_cb) != 0) {
-    proa_future_unref(t->waiter);
-    proa_datagram_unref(t);
-    return PROA_ENOMEM;
-  }
-  return 0;
+  err = proa__channel_start(&t->ch, st->waiter);
+  if (err)
+    proa_datagram_unref(t); /* never started: the socket goes with it */
+  return err;
 }
 
 static int set_options(const proa_datagram_options *o, proa__socket *s) {

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "flow.h"
+#include "channel.h"
 #include "sockets.h"
 #include "transport.h"
 
@@ -19,43 +19,25 @@ typedef struct wchunk {
 } wchunk;
 
 struct proa_transport {
-  proa__resource res; /* first: the loop closes it if the user did not */
-  proa__atomic_int refs;
-  proa_loop *loop;
-  proa__socket *sock; /* NULL once the connection is lost */
+  proa__channel ch; /* first: lifetime, ops, flow control, closing */
   const proa_protocol *proto;
   void *self;
   proa_server *server;
   proa_transport *server_prev, *server_next; /* the server's connections */
-  proa_future *waiter;   /* completed after connection_made */
   proa_callback drained; /* internal: told once the buffer is at `low` */
   void *drained_arg;
-
-  proa__op read_op;
-  proa__op write_op;
   proa_buf *send_bufs; /* what write_op sends; held only while queueing */
-
   wchunk *whead, *wtail;
-  size_t wsize; /* bytes queued and not yet confirmed sent */
-  proa__flow flow;
-  int error; /* what connection_lost will say */
-
-  bool made;          /* connection_made ran */
-  bool reading;       /* not paused by the user */
-  bool read_pending;  /* read_op in flight */
-  bool write_pending; /* write_op in flight */
-  bool eof;           /* the peer's end of stream was seen */
+  size_t wsize;       /* bytes queued and not yet confirmed sent */
   bool eof_requested; /* write_eof was called */
   bool eof_sent;
-  bool closing;  /* close, abort or an error: no new reads or writes */
-  bool aborting; /* drop the queue instead of flushing it */
-  bool lost_scheduled;
 };
 
-static void force_close(proa_transport *t, int error);
-static void maybe_finish(proa_transport *t);
+static proa_transport *of(proa__channel *ch) {
+  return (proa_transport *)(void *)ch;
+}
 
-/* ---- references and scheduling ---- */
+/* ---- the write queue's memory, recycled through the loop ---- */
 
 /* A send list, from the loop's cache: idle connections hold none. */
 typedef union sendbufs {
@@ -74,7 +56,7 @@ static proa_buf *sendbufs_get(proa_loop *loop) {
 
 static void sendbufs_put(proa_transport *t) {
   sendbufs *b = (sendbufs *)(void *)t->send_bufs;
-  proa_loop *loop = t->loop;
+  proa_loop *loop = t->ch.loop;
   t->send_bufs = NULL;
   if (!b)
     return;
@@ -87,9 +69,22 @@ static void sendbufs_put(proa_transport *t) {
   }
 }
 
-proa_transport *proa_transport_ref(proa_transport *t) {
-  proa__atomic_add(&t->refs, 1);
-  return t;
+static wchunk *chunk_new(proa_loop *loop, size_t need) {
+  wchunk *c;
+  if (need <= CHUNK_SIZE && loop->free_chunks) {
+    c = loop->free_chunks;
+    loop->free_chunks = c->next;
+    loop->nfree_chunks--;
+  } else {
+    size_t cap = need > CHUNK_SIZE ? need : CHUNK_SIZE;
+    c = malloc(sizeof *c + cap);
+    if (!c)
+      return NULL;
+    c->cap = cap;
+  }
+  c->next = NULL;
+  c->start = c->end = 0;
+  return c;
 }
 
 static void chunk_free(proa_loop *loop, wchunk *c) {
@@ -107,43 +102,102 @@ static void queue_clear(proa_transport *t) {
   while (t->whead) {
     wchunk *c = t->whead;
     t->whead = c->next;
-    chunk_free(t->loop, c);
+    chunk_free(t->ch.loop, c);
   }
   t->wtail = NULL;
   t->wsize = 0;
 }
 
-void proa_transport_unref(proa_transport *t) {
-  if (!t || proa__atomic_add(&t->refs, -1) != 0)
+/* ---- the channel class ---- */
+
+static size_t buffered(const proa__channel *ch) {
+  return ((const proa_transport *)(const void *)ch)->wsize;
+}
+
+/* The chunks being sent stay until the cancel completes; as far as anyone
+ * can tell, the buffer is empty now. */
+static void drop_queue(proa__channel *ch) {
+  proa_transport *t = of(ch);
+  if (ch->write_pending)
+    t->wsize = 0;
+  else
+    queue_clear(t);
+}
+
+static void made(proa__channel *ch) {
+  proa_transport *t = of(ch);
+  if (t->proto && t->proto->connection_made)
+    t->proto->connection_made(t->self, t);
+}
+
+static void flow(proa__channel *ch, int step) {
+  proa_transport *t = of(ch);
+  if (!t->proto)
     return;
-  queue_clear(t);
-  sendbufs_put(t);
-  proa__resource_remove(t->loop, &t->res);
-  if (t->sock) /* never started: nothing can be in flight */
-    proa__socket_close(t->sock);
-  proa_loop_unref(t->loop);
-  free(t);
+  if (step > 0 && t->proto->pause_writing)
+    t->proto->pause_writing(t->self);
+  else if (step < 0 && t->proto->resume_writing)
+    t->proto->resume_writing(t->self);
+}
+
+static void lost(proa__channel *ch, bool notify) {
+  proa_transport *t = of(ch);
+  if (notify && t->proto && t->proto->connection_lost)
+    t->proto->connection_lost(t->self, ch->error);
+  if (t->server)
+    proa__server_connection_lost(t->server, t);
+}
+
+static void destroy(proa__channel *ch) {
+  queue_clear(of(ch));
+  sendbufs_put(of(ch));
+}
+
+static const proa__channel_class stream_class = {buffered, drop_queue, made,
+                                                 flow,     lost,       destroy};
+
+/* ---- creation ---- */
+
+static void on_read(proa__op *op);
+static void on_write(proa__op *op);
+
+int proa__transport_new(proa_loop *loop, proa__socket *sock,
+                        const proa_protocol *protocol, void *self,
+                        proa_server *server, proa_transport **out) {
+  proa_transport *t = calloc(1, sizeof *t);
+  if (!t)
+    return PROA_ENOMEM;
+  proa__channel_init(&t->ch, &stream_class, loop, sock, on_read, on_write);
+  t->proto = protocol;
+  t->self = self;
+  t->server = server;
+  *out = t;
+  return 0;
+}
+
+int proa__transport_start(proa_transport *t, proa_future *waiter) {
+  return proa__channel_start(&t->ch, waiter);
+}
+
+proa_transport *proa_transport_ref(proa_transport *t) {
+  proa__channel_ref(&t->ch);
+  return t;
+}
+
+void proa_transport_unref(proa_transport *t) {
+  if (t)
+    proa__channel_unref(&t->ch);
 }
 
 void proa__transport_release(void *t) { proa_transport_unref(t); }
+
+proa_loop *proa_transport_loop(const proa_transport *t) { return t->ch.loop; }
 
 void proa__transport_when_drained(proa_transport *t, proa_callback fn,
                                   void *arg) {
   t->drained = fn;
   t->drained_arg = arg;
 }
-
-static void drop_ref(void *arg) { proa_transport_unref(arg); }
-
-/* Schedules cb(t) with a reference that cb (or the drop at close) releases. */
-static int schedule(proa_transport *t, proa_callback cb) {
-  int err = proa__call_soon(t->loop, cb, drop_ref, proa_transport_ref(t));
-  if (err)
-    proa_transport_unref(t);
-  return err;
-}
-
-proa_loop *proa_transport_loop(const proa_transport *t) { return t->loop; }
 
 void proa__transport_link(proa_transport **head, proa_transport *t) {
   t->server_prev = NULL;
@@ -167,76 +221,10 @@ proa_transport *proa__transport_next(const proa_transport *t) {
   return t->server_next;
 }
 
-/* ---- creation and connection_made ---- */
-
-static void on_read(proa__op *op);
-static void on_write(proa__op *op);
-static void close_now(proa__resource *r);
-
-int proa__transport_new(proa_loop *loop, proa__socket *sock,
-                        const proa_protocol *protocol, void *self,
-                        proa_server *server, proa_transport **out) {
-  proa_transport *t = calloc(1, sizeof *t);
-  if (!t)
-    return PROA_ENOMEM;
-  t->refs = 1;
-  t->loop = proa_loop_ref(loop);
-  t->sock = sock;
-  t->proto = protocol;
-  t->self = self;
-  t->server = server;
-  t->read_op.complete = on_read;
-  t->write_op.complete = on_write;
-  proa__flow_init(&t->flow);
-  t->reading = true;
-  proa__resource_add(loop, &t->res, close_now);
-  *out = t;
-  return 0;
-}
-
-static void read_submit(proa_transport *t) {
-  if (t->read_pending || !t->reading || t->closing || t->eof || !t->made)
-    return;
-  t->read_pending = true;
-  proa__socket_wait_readable(t->sock, &t->read_op);
-}
-
-static void made_cb(void *arg) {
-  proa_transport *t = arg;
-  proa_future *waiter = t->waiter;
-  t->made = true;
-  if (t->proto && t->proto->connection_made)
-    t->proto->connection_made(t->self, t);
-  if (waiter) {
-    t->waiter = NULL;
-    if (proa_future_set_result(waiter, proa_transport_ref(t),
-                               proa__transport_release) != 0) {
-      /* The caller cancelled the connection: nobody will use it. */
-      proa_transport_unref(t);
-      force_close(t, 0);
-    }
-    proa_future_unref(waiter);
-  }
-  read_submit(t);
-  maybe_finish(t);
-  proa_transport_unref(t);
-}
-
-int proa__transport_start(proa_transport *t, proa_future *waiter) {
-  int err;
-  t->waiter = waiter ? proa_future_ref(waiter) : NULL;
-  err = schedule(t, made_cb);
-  if (err && t->waiter) {
-    proa_future_unref(t->waiter);
-    t->waiter = NULL;
-  }
-  return err;
-}
-
 /* ---- reading ---- */
 
 static void *read_buffer(proa_transport *t, size_t *size) {
-  proa_loop *loop = t->loop;
+  proa_loop *loop = t->ch.loop;
   if (t->proto && t->proto->get_buffer && t->proto->buffer_updated) {
     void *buf = t->proto->get_buffer(t->self, READ_BUF_SIZE, size);
     return buf && *size ? buf : NULL;
@@ -262,7 +250,7 @@ static void deliver(proa_transport *t, const void *data, size_t n) {
 
 static void on_eof(proa_transport *t) {
   bool keep_open = false;
-  t->eof = true;
+  t->ch.eof = true;
   if (t->proto && t->proto->eof_received)
     keep_open = t->proto->eof_received(t->self);
   if (!keep_open)
@@ -276,19 +264,19 @@ static void read_some(proa_transport *t) {
     size_t size = 0;
     void *buf;
     intptr_t n;
-    if (!t->reading || t->closing || t->eof)
+    if (!t->ch.reading || t->ch.closing || t->ch.eof)
       return;
     buf = read_buffer(t, &size);
     if (!buf) {
-      force_close(t,
-                  t->proto && t->proto->get_buffer ? PROA_EINVAL : PROA_ENOMEM);
+      proa__channel_abort(
+          &t->ch, t->proto && t->proto->get_buffer ? PROA_EINVAL : PROA_ENOMEM);
       return;
     }
-    n = proa__socket_try_recv(t->sock, buf, size);
+    n = proa__socket_try_recv(t->ch.sock, buf, size);
     if (n == PROA_EAGAIN)
       return;
     if (n < 0) {
-      force_close(t, (int)n);
+      proa__channel_abort(&t->ch, (int)n);
       return;
     }
     if (n == 0) {
@@ -302,64 +290,45 @@ static void read_some(proa_transport *t) {
 }
 
 static void on_read(proa__op *op) {
-  proa_transport *t =
-      (proa_transport *)(void *)((char *)op -
-                                 offsetof(proa_transport, read_op));
-  t->read_pending = false;
+  proa_transport *t = of(
+      (proa__channel *)(void *)((char *)op - offsetof(proa__channel, read_op)));
+  t->ch.read_pending = false;
   if (op->result < 0 && op->result != PROA_ECANCELED)
-    force_close(t, (int)op->result);
-  else if (!t->closing)
+    proa__channel_abort(&t->ch, (int)op->result);
+  else if (!t->ch.closing)
     read_some(t);
-  read_submit(t);
-  maybe_finish(t);
+  proa__channel_read_submit(&t->ch);
+  proa__channel_maybe_finish(&t->ch);
 }
 
 int proa_transport_pause_reading(proa_transport *t) {
   /* A wait already in flight stays: it consumes nothing, and its
    * completion reads nothing while paused. */
-  t->reading = false;
+  t->ch.reading = false;
   return 0;
 }
 
 int proa_transport_resume_reading(proa_transport *t) {
-  if (t->closing)
+  if (t->ch.closing)
     return 0;
-  t->reading = true;
-  read_submit(t);
+  t->ch.reading = true;
+  proa__channel_read_submit(&t->ch);
   return 0;
 }
 
 bool proa_transport_is_reading(const proa_transport *t) {
-  return t->reading && !t->closing;
+  return t->ch.reading && !t->ch.closing;
 }
 
 /* ---- writing ---- */
 
-static void flow_cb(void *arg) {
-  proa_transport *t = arg;
-  int step = proa__flow_step(&t->flow, t->wsize);
-  if (!t->lost_scheduled && t->proto) {
-    if (step > 0 && t->proto->pause_writing)
-      t->proto->pause_writing(t->self);
-    else if (step < 0 && t->proto->resume_writing)
-      t->proto->resume_writing(t->self);
-  }
-  proa_transport_unref(t);
-}
-
-static void flow_check(proa_transport *t) {
-  if (proa__flow_due(&t->flow, t->wsize) && !t->flow.scheduled &&
-      !t->lost_scheduled && schedule(t, flow_cb) == 0)
-    t->flow.scheduled = true;
-}
-
 static void write_submit(proa_transport *t) {
   wchunk *c;
   size_t n = 0;
-  if (t->write_pending || !t->whead || t->aborting)
+  if (t->ch.write_pending || !t->whead || t->ch.aborting)
     return;
-  if (!t->send_bufs && !(t->send_bufs = sendbufs_get(t->loop))) {
-    force_close(t, PROA_ENOMEM); /* the data cannot be sent: say so */
+  if (!t->send_bufs && !(t->send_bufs = sendbufs_get(t->ch.loop))) {
+    proa__channel_abort(&t->ch, PROA_ENOMEM); /* unsendable: say so */
     return;
   }
   for (c = t->whead; c && n < PROA__MAX_SEND_BUFS; c = c->next) {
@@ -367,16 +336,16 @@ static void write_submit(proa_transport *t) {
     t->send_bufs[n].len = c->end - c->start;
     n++;
   }
-  t->write_pending = true;
-  proa__socket_send(t->sock, &t->write_op, t->send_bufs, n);
+  t->ch.write_pending = true;
+  proa__socket_send(t->ch.sock, &t->ch.write_op, t->send_bufs, n);
 }
 
 static void shutdown_write(proa_transport *t) {
   int err;
   t->eof_sent = true;
-  err = proa__socket_shutdown_write(t->sock);
+  err = proa__socket_shutdown_write(t->ch.sock);
   if (err)
-    force_close(t, err);
+    proa__channel_abort(&t->ch, err);
 }
 
 /* Drops n sent bytes from the head of the queue. */
@@ -391,54 +360,38 @@ static void consume(proa_transport *t, size_t n) {
       t->whead = c->next;
       if (!t->whead)
         t->wtail = NULL;
-      chunk_free(t->loop, c);
+      chunk_free(t->ch.loop, c);
     }
   }
 }
 
-static void on_write(proa__op *op) {
-  proa_transport *t =
-      (proa_transport *)(void *)((char *)op -
-                                 offsetof(proa_transport, write_op));
-  t->write_pending = false;
-  if (op->result < 0 && !t->aborting)
-    force_close(t, (int)op->result);
-  else if (op->result >= 0 && !t->aborting)
-    consume(t, (size_t)op->result);
-  if (t->aborting) {
-    queue_clear(t);
-  } else if (t->whead) {
-    write_submit(t);
-  } else if (t->eof_requested && !t->eof_sent) {
-    shutdown_write(t);
-  }
-  if (!t->write_pending)
-    sendbufs_put(t);
-  if (t->drained && t->wsize <= t->flow.low) {
-    proa_callback fn = t->drained;
-    t->drained = NULL;
-    fn(t->drained_arg);
-  }
-  flow_check(t);
-  maybe_finish(t);
+static void tell_drained(proa_transport *t) {
+  proa_callback fn = t->drained;
+  if (!fn || t->wsize > t->ch.flow.low)
+    return;
+  t->drained = NULL;
+  fn(t->drained_arg);
 }
 
-static wchunk *chunk_new(proa_loop *loop, size_t need) {
-  wchunk *c;
-  if (need <= CHUNK_SIZE && loop->free_chunks) {
-    c = loop->free_chunks;
-    loop->free_chunks = c->next;
-    loop->nfree_chunks--;
-  } else {
-    size_t cap = need > CHUNK_SIZE ? need : CHUNK_SIZE;
-    c = malloc(sizeof *c + cap);
-    if (!c)
-      return NULL;
-    c->cap = cap;
-  }
-  c->next = NULL;
-  c->start = c->end = 0;
-  return c;
+static void on_write(proa__op *op) {
+  proa_transport *t = of((
+      proa__channel *)(void *)((char *)op - offsetof(proa__channel, write_op)));
+  t->ch.write_pending = false;
+  if (op->result < 0 && !t->ch.aborting)
+    proa__channel_abort(&t->ch, (int)op->result);
+  else if (op->result >= 0 && !t->ch.aborting)
+    consume(t, (size_t)op->result);
+  if (t->ch.aborting)
+    queue_clear(t);
+  else if (t->whead)
+    write_submit(t);
+  else if (t->eof_requested && !t->eof_sent)
+    shutdown_write(t);
+  if (!t->ch.write_pending)
+    sendbufs_put(t);
+  tell_drained(t);
+  proa__channel_flow_check(&t->ch);
+  proa__channel_maybe_finish(&t->ch);
 }
 
 /* Copies bytes into the queue, filling the last chunk first. */
@@ -447,7 +400,7 @@ static int enqueue(proa_transport *t, const char *p, size_t len) {
     wchunk *c = t->wtail;
     size_t room = c ? c->cap - c->end : 0, take;
     if (!room) {
-      c = chunk_new(t->loop, len);
+      c = chunk_new(t->ch.loop, len);
       if (!c)
         return PROA_ENOMEM;
       if (t->wtail)
@@ -467,31 +420,37 @@ static int enqueue(proa_transport *t, const char *p, size_t len) {
   return 0;
 }
 
+/* Speculative send straight from the caller's memory: no copy at all when
+ * the socket takes everything. Returns the bytes sent, or -1 on failure. */
+static intptr_t send_now(proa_transport *t, const proa_buf *bufs,
+                         size_t count) {
+  intptr_t n;
+  if (t->whead || t->ch.write_pending)
+    return 0;
+  n = proa__socket_try_send(t->ch.sock, bufs, count);
+  if (n == PROA_EAGAIN)
+    return 0;
+  if (n < 0)
+    proa__channel_abort(&t->ch, (int)n); /* said by connection_lost */
+  return n < 0 ? -1 : n;
+}
+
 int proa_transport_writelines(proa_transport *t, const proa_buf *bufs,
                               size_t count) {
-  size_t i, total = 0, skip = 0;
+  size_t i, total = 0, skip;
+  intptr_t sent;
   int err = 0;
   if (!t || (!bufs && count))
     return PROA_EINVAL;
-  if (t->closing || t->lost_scheduled)
+  if (t->ch.closing || t->ch.lost_scheduled)
     return PROA_ECLOSED;
   if (t->eof_requested)
     return PROA_EPIPE;
   for (i = 0; i < count; i++)
     total += bufs[i].len;
-  if (!total)
+  if (!total || (sent = send_now(t, bufs, count)) < 0)
     return 0;
-  /* Speculative send straight from the caller's memory: no copy at all
-   * when the socket takes everything. */
-  if (!t->whead && !t->write_pending) {
-    intptr_t n = proa__socket_try_send(t->sock, bufs, count);
-    if (n < 0 && n != PROA_EAGAIN) {
-      force_close(t, (int)n); /* reported through connection_lost */
-      return 0;
-    }
-    skip = n > 0 ? (size_t)n : 0;
-  }
-  for (i = 0; i < count && !err; i++) {
+  for (skip = (size_t)sent, i = 0; i < count && !err; i++) {
     size_t len = bufs[i].len;
     if (skip >= len) {
       skip -= len;
@@ -501,11 +460,11 @@ int proa_transport_writelines(proa_transport *t, const proa_buf *bufs,
     skip = 0;
   }
   if (err) {
-    force_close(t, err); /* part of the data would be lost silently */
+    proa__channel_abort(&t->ch, err); /* else part of it would vanish */
     return err;
   }
   write_submit(t);
-  flow_check(t);
+  proa__channel_flow_check(&t->ch);
   return 0;
 }
 
@@ -519,12 +478,12 @@ int proa_transport_write(proa_transport *t, const void *data, size_t len) {
 }
 
 int proa_transport_write_eof(proa_transport *t) {
-  if (t->closing || t->lost_scheduled)
+  if (t->ch.closing || t->ch.lost_scheduled)
     return PROA_ECLOSED;
   if (t->eof_requested)
     return 0;
   t->eof_requested = true;
-  if (!t->whead && !t->write_pending)
+  if (!t->whead && !t->ch.write_pending)
     shutdown_write(t);
   return 0;
 }
@@ -536,131 +495,50 @@ bool proa_transport_can_write_eof(const proa_transport *t) {
 
 int proa_transport_set_write_buffer_limits(proa_transport *t, size_t high,
                                            size_t low) {
-  int err = proa__flow_set_limits(&t->flow, high, low);
+  int err = proa__flow_set_limits(&t->ch.flow, high, low);
   if (!err)
-    flow_check(t);
+    proa__channel_flow_check(&t->ch);
   return err;
 }
 
 void proa_transport_get_write_buffer_limits(const proa_transport *t,
                                             size_t *low, size_t *high) {
   if (low)
-    *low = t->flow.low;
+    *low = t->ch.flow.low;
   if (high)
-    *high = t->flow.high;
+    *high = t->ch.flow.high;
 }
 
 size_t proa_transport_get_write_buffer_size(const proa_transport *t) {
   return t->wsize;
 }
 
-/* ---- closing ---- */
-
-static void lost_cb(void *arg) {
-  proa_transport *t = arg;
-  proa__resource_remove(t->loop, &t->res);
-  proa__socket_close(t->sock);
-  t->sock = NULL;
-  if (t->proto && t->proto->connection_lost)
-    t->proto->connection_lost(t->self, t->error);
-  if (t->server)
-    proa__server_connection_lost(t->server, t);
-  proa_transport_unref(t); /* the loop's reference */
-}
-
-/* The loop closed before lost_cb ran: close without telling the protocol. */
-static void lost_drop(void *arg) {
-  proa_transport *t = arg;
-  proa__resource_remove(t->loop, &t->res);
-  proa__socket_close(t->sock);
-  t->sock = NULL;
-  if (t->server)
-    proa__server_connection_lost(t->server, t);
-  proa_transport_unref(t);
-}
-
-/*
- * The loop is closing with the transport still open: shut the socket now.
- * Its operations will never complete and no callback will run; what the
- * loop's reference and a never-settled waiter held is released here.
- */
-static void close_now(proa__resource *r) {
-  proa_transport *t = (proa_transport *)(void *)r;
-  if (t->lost_scheduled)
-    return; /* lost_drop, already queued, finishes it */
-  t->closing = t->aborting = t->lost_scheduled = true;
-  t->read_pending = t->write_pending = false;
-  queue_clear(t);
-  if (t->waiter) {
-    proa_future_cancel(t->waiter, "the event loop was closed");
-    proa_future_unref(t->waiter);
-    t->waiter = NULL;
-  }
-  lost_drop(t);
-}
-
-/* Schedules connection_lost once nothing is in flight or left to send. */
-static void maybe_finish(proa_transport *t) {
-  if (!t->closing || t->lost_scheduled || !t->made)
-    return;
-  if (t->read_pending) {
-    proa__socket_cancel(t->sock, &t->read_op);
-    return;
-  }
-  if (t->write_pending || (t->whead && !t->aborting))
-    return;
-  if (proa__call_soon(t->loop, lost_cb, lost_drop, t) == 0)
-    t->lost_scheduled = true;
-}
+/* ---- closing and extra info ---- */
 
 void proa_transport_close(proa_transport *t) {
-  if (!t || t->closing)
-    return;
-  t->closing = true;
-  maybe_finish(t);
-}
-
-static void force_close(proa_transport *t, int error) {
-  if (t->lost_scheduled)
-    return;
-  if (!t->aborting)
-    t->error = error;
-  t->closing = true;
-  t->aborting = true;
-  if (t->write_pending) {
-    /* The chunks being sent stay until the cancel completes; as far as
-     * anyone can tell, the buffer is empty now. */
-    t->wsize = 0;
-    proa__socket_cancel(t->sock, &t->write_op);
-  } else {
-    queue_clear(t);
-  }
-  maybe_finish(t);
+  if (t)
+    proa__channel_close(&t->ch);
 }
 
 void proa_transport_abort(proa_transport *t) {
   if (t)
-    force_close(t, 0);
+    proa__channel_abort(&t->ch, 0);
 }
 
-bool proa_transport_is_closing(const proa_transport *t) { return t->closing; }
-
-/* ---- extra info ---- */
+bool proa_transport_is_closing(const proa_transport *t) {
+  return t->ch.closing;
+}
 
 int proa_transport_peername(const proa_transport *t, proa_sockaddr *out) {
-  if (!t || !out)
-    return PROA_EINVAL;
-  return t->sock ? proa__socket_name(t->sock, out, true) : PROA_ECLOSED;
+  return proa__channel_name(t ? &t->ch : NULL, out, true);
 }
 
 int proa_transport_sockname(const proa_transport *t, proa_sockaddr *out) {
-  if (!t || !out)
-    return PROA_EINVAL;
-  return t->sock ? proa__socket_name(t->sock, out, false) : PROA_ECLOSED;
+  return proa__channel_name(t ? &t->ch : NULL, out, false);
 }
 
 intptr_t proa_transport_socket(const proa_transport *t) {
-  return t->sock ? proa__socket_fd(t->sock) : -1;
+  return proa__channel_socket(&t->ch);
 }
 
 void *proa_transport_get_protocol(const proa_transport *t) { return t->self; }

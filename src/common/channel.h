@@ -1,0 +1,84 @@
+/* What stream and datagram transports share: lifetime, ops in flight, closing.
+ */
+#ifndef PROA_CHANNEL_H
+#define PROA_CHANNEL_H
+
+#include "flow.h"
+#include "internal.h"
+
+typedef struct proa__channel proa__channel;
+
+/* What differs between a stream transport and a datagram endpoint. */
+typedef struct proa__channel_class {
+  /* Bytes accepted and not yet handed to the OS. */
+  size_t (*buffered)(const proa__channel *ch);
+  /* Forgets the queue, except what the write op is sending right now. */
+  void (*drop_queue)(proa__channel *ch);
+  /* Tells the protocol: connection_made; pause (step > 0) or resume. */
+  void (*made)(proa__channel *ch);
+  void (*flow)(proa__channel *ch, int step);
+  /* The socket is closed: tell the protocol connection_lost(ch->error)
+   * when `notify` (the loop may be closing instead), and anyone else. */
+  void (*lost)(proa__channel *ch, bool notify);
+  /* Releases the class's own state; the memory itself goes after. */
+  void (*destroy)(proa__channel *ch);
+} proa__channel_class;
+
+/*
+ * The shared half, first in every transport. The loop holds one reference
+ * from creation until connection_lost ran; scheduled callbacks hold their
+ * own. `closing` stops new reads and writes; `aborting` drops the queue
+ * instead of flushing it; `lost_scheduled` means connection_lost is queued.
+ */
+struct proa__channel {
+  proa__resource res; /* first: the loop closes it if the user did not */
+  proa__atomic_int refs;
+  const proa__channel_class *cls;
+  proa_loop *loop;
+  proa__socket *sock;  /* NULL once lost */
+  proa_future *waiter; /* completed with the transport after made */
+  proa__op read_op, write_op;
+  proa__flow flow;
+  int error; /* what connection_lost will say */
+  bool made, reading, eof, read_pending, write_pending;
+  bool closing, aborting, lost_scheduled;
+};
+
+/* Sets up `ch` (in a calloc'ed transport) and registers it with the loop. */
+void proa__channel_init(proa__channel *ch, const proa__channel_class *cls,
+                        proa_loop *loop, proa__socket *sock,
+                        proa__op_fn on_read, proa__op_fn on_write);
+void proa__channel_ref(proa__channel *ch);
+void proa__channel_unref(proa__channel *ch);
+/* Releases a transport stored as a future's result. */
+void proa__channel_release(void *ch);
+
+/* Schedules cb(ch) holding a reference that cb must drop with unref. */
+int proa__channel_schedule(proa__channel *ch, proa_callback cb);
+
+/*
+ * Schedules connection_made, then completes `waiter` (may be NULL) with the
+ * transport and starts reading.
+ */
+int proa__channel_start(proa__channel *ch, proa_future *waiter);
+
+/* Waits for the socket to be readable, if reading is wanted now. */
+void proa__channel_read_submit(proa__channel *ch);
+
+/* Schedules pause/resume_writing when the buffer crossed a mark. */
+void proa__channel_flow_check(proa__channel *ch);
+
+/* Schedules connection_lost once nothing is in flight or left to send. */
+void proa__channel_maybe_finish(proa__channel *ch);
+
+/* Flushes, then closes. Idempotent. */
+void proa__channel_close(proa__channel *ch);
+
+/* Closes at once, dropping the queue; connection_lost(error) follows. */
+void proa__channel_abort(proa__channel *ch, int error);
+
+/* get_extra_info. */
+int proa__channel_name(const proa__channel *ch, proa_sockaddr *out, bool peer);
+intptr_t proa__channel_socket(const proa__channel *ch);
+
+#endif /* PROA_CHANNEL_H */
