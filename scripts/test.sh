@@ -47,15 +47,18 @@ ctest --preset aarch64 -j"$JOBS" -R '[.](Task|Loop|Future|Timer)[.]' 2>&1 |
   tee "$logs/aarch64.log"
 
 # One closing line over every run (ctest already failed the script above
-# if any test failed, through pipefail).
+# if any test failed, through pipefail). Skipped tests (each names its
+# reason) are counted apart, never as passed.
 count() { grep -Eo "tests passed, [0-9]+ tests failed out of [0-9]+" "$1" | tail -1; }
 total() { count "$1" | awk '{print $NF}'; }
 failed() { count "$1" | awk '{print $3}'; }
-n=0 f=0
+skipped() { grep -Ec '^[[:space:]]*[0-9]+ - .*\(Skipped\)$' "$1" || true; }
+n=0 f=0 s=0
 for run in native windows aarch64; do
   n=$((n + $(total "$logs/$run.log")))
   f=$((f + $(failed "$logs/$run.log")))
-  echo "$run: $(count "$logs/$run.log")"
+  s=$((s + $(skipped "$logs/$run.log")))
+  echo "$run: $(count "$logs/$run.log"), $(skipped "$logs/$run.log") skipped"
 done
 echo "wall time: $(($(date +%s) - started)) s"
-echo "$((n - f)) passed, $f failed"
+echo "$((n - f - s)) passed, $f failed, $s skipped"
