@@ -43,7 +43,7 @@ ctest --preset mingw -j"$JOBS" 2>&1 | tee "$logs/windows.log"
 echo "==> aarch64: cross build; the task switch and the loop under qemu-user"
 cmake --preset aarch64 >/dev/null
 cmake --build --preset aarch64
-ctest --preset aarch64 -j"$JOBS" -R '[.](Task|Loop|Future|Timer)[.]' 2>&1 |
+ctest --preset aarch64 -j"$JOBS" -R '[.](Task|Loop|Future|Timer)[A-Za-z]*[.]' 2>&1 |
   tee "$logs/aarch64.log"
 
 # One closing line over every run (ctest already failed the script above

@@ -66,6 +66,17 @@ struct proa__coro {
 /* ---- the switch ---- */
 
 #ifndef PROA_CORO_UCONTEXT
+/* Mach-O (macOS) prefixes C symbols with '_' and has no .type/.size. */
+#ifdef __APPLE__
+#define SYM(name) "_" #name
+#define TYPE(name) ""
+#define SIZE(name) ""
+#else
+#define SYM(name) #name
+#define TYPE(name) ".type " #name ",%function\n"
+#define SIZE(name) ".size " #name ",.-" #name "\n"
+#endif
+
 /* Saves the callee-saved registers on the current stack, stores the stack
  * pointer in *save, loads `to` and restores what it saved there. */
 void proa__coro_switch(void **save, void *to);
@@ -76,9 +87,8 @@ static void coro_main(proa__coro *c);
 
 #if defined(__x86_64__)
 __asm__(".text\n"
-        ".globl proa__coro_switch\n"
-        ".type proa__coro_switch,@function\n"
-        "proa__coro_switch:\n"
+        ".globl " SYM(proa__coro_switch) "\n" TYPE(proa__coro_switch)
+        SYM(proa__coro_switch) ":\n"
         "  pushq %rbp\n"
         "  pushq %rbx\n"
         "  pushq %r12\n"
@@ -99,15 +109,12 @@ __asm__(".text\n"
         "  popq %r12\n"
         "  popq %rbx\n"
         "  popq %rbp\n"
-        "  ret\n"
-        ".size proa__coro_switch,.-proa__coro_switch\n"
-        ".globl proa__coro_boot\n"
-        ".type proa__coro_boot,@function\n"
-        "proa__coro_boot:\n"
+        "  ret\n" SIZE(proa__coro_switch)
+        ".globl " SYM(proa__coro_boot) "\n" TYPE(proa__coro_boot)
+        SYM(proa__coro_boot) ":\n"
         "  movq %r12, %rdi\n"
         "  callq *%r13\n"
-        "  ud2\n"
-        ".size proa__coro_boot,.-proa__coro_boot\n");
+        "  ud2\n" SIZE(proa__coro_boot));
 
 /* The frame proa__coro_switch pops: mxcsr/x87 word, r15..rbp, return. */
 static void *initial_sp(proa__coro *c, char *top) {
@@ -131,9 +138,8 @@ const char *proa__coro_kind(void) { return "asm-x86_64-sysv"; }
 
 #elif defined(__aarch64__)
 __asm__(".text\n"
-        ".globl proa__coro_switch\n"
-        ".type proa__coro_switch,%function\n"
-        "proa__coro_switch:\n"
+        ".globl " SYM(proa__coro_switch) "\n" TYPE(proa__coro_switch)
+        SYM(proa__coro_switch) ":\n"
         "  sub sp, sp, #176\n"
         "  stp x19, x20, [sp, #0]\n"
         "  stp x21, x22, [sp, #16]\n"
@@ -159,15 +165,12 @@ __asm__(".text\n"
         "  ldp d12, d13, [sp, #128]\n"
         "  ldp d14, d15, [sp, #144]\n"
         "  add sp, sp, #176\n"
-        "  ret\n"
-        ".size proa__coro_switch,.-proa__coro_switch\n"
-        ".globl proa__coro_boot\n"
-        ".type proa__coro_boot,%function\n"
-        "proa__coro_boot:\n"
+        "  ret\n" SIZE(proa__coro_switch)
+        ".globl " SYM(proa__coro_boot) "\n" TYPE(proa__coro_boot)
+        SYM(proa__coro_boot) ":\n"
         "  mov x0, x19\n"
         "  blr x20\n"
-        "  brk #0\n"
-        ".size proa__coro_boot,.-proa__coro_boot\n");
+        "  brk #0\n" SIZE(proa__coro_boot));
 
 static void *initial_sp(proa__coro *c, char *top) {
   uint64_t *sp = (uint64_t *)(void *)(top - 176);
