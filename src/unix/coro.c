@@ -86,6 +86,7 @@ void proa__coro_boot(void);
 static void coro_main(proa__coro *c);
 
 #if defined(__x86_64__)
+/* clang-format off */
 __asm__(".text\n"
         ".globl " SYM(proa__coro_switch) "\n" TYPE(proa__coro_switch)
         SYM(proa__coro_switch) ":\n"
@@ -115,6 +116,7 @@ __asm__(".text\n"
         "  movq %r12, %rdi\n"
         "  callq *%r13\n"
         "  ud2\n" SIZE(proa__coro_boot));
+/* clang-format on */
 
 /* The frame proa__coro_switch pops: mxcsr/x87 word, r15..rbp, return. */
 static void *initial_sp(proa__coro *c, char *top) {
@@ -137,6 +139,7 @@ static void *initial_sp(proa__coro *c, char *top) {
 const char *proa__coro_kind(void) { return "asm-x86_64-sysv"; }
 
 #elif defined(__aarch64__)
+/* clang-format off */
 __asm__(".text\n"
         ".globl " SYM(proa__coro_switch) "\n" TYPE(proa__coro_switch)
         SYM(proa__coro_switch) ":\n"
@@ -171,6 +174,7 @@ __asm__(".text\n"
         "  mov x0, x19\n"
         "  blr x20\n"
         "  brk #0\n" SIZE(proa__coro_boot));
+/* clang-format on */
 
 static void *initial_sp(proa__coro *c, char *top) {
   uint64_t *sp = (uint64_t *)(void *)(top - 176);
