@@ -17,8 +17,9 @@ ensure_packages() {
   echo "==> installing:$missing"
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get update -q
+  # With recommends, as the packages were tested (Wine needs some of them).
   # shellcheck disable=SC2086
-  as_root apt-get install -y -q --no-install-recommends $missing
+  as_root apt-get install -y -q $missing
 }
 
 # The packages a native build with tests needs.
