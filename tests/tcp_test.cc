@@ -884,6 +884,36 @@ TEST_F(tcp, ConnectFromALocalAddress) {
   EXPECT_EQ(Format(name), Format(peer));
 }
 
+TEST_F(tcp, ConnectFromALocalHostName) {
+  // A local_host that is a name is resolved (alongside the host), as
+  // asyncio's local_addr is.
+  Server *srv = LocalServer();
+  Conn *c = NewConn();
+  proa_connect_options o = PROA_CONNECT_OPTIONS_INIT;
+  o.family = PROA_AF_INET;
+  o.local_host = "localhost";
+  ASSERT_EQ(0, Connect(c, "127.0.0.1", srv->port, &o));
+  proa_sockaddr name;
+  ASSERT_EQ(0, proa_transport_sockname(c->t, &name));
+  char ip[64];
+  ASSERT_GT(proa_sockaddr_ip(&name, ip, sizeof ip), 0);
+  EXPECT_STREQ("127.0.0.1", ip);
+}
+
+TEST_F(tcp, ConnectFromAnUnknownLocalHostName) {
+  Server *srv = LocalServer();
+  Conn *c = NewConn();
+  proa_connect_options o = PROA_CONNECT_OPTIONS_INIT;
+  o.local_host = "nonexistent.invalid";
+  std::string msg;
+  int rc = Connect(c, "127.0.0.1", srv->port, &o, &msg);
+  EXPECT_TRUE(rc == PROA_EAI_NONAME || rc == PROA_EAI_AGAIN ||
+              rc == PROA_EAI_FAIL || rc == PROA_EAI_NODATA)
+      << proa_err_name(rc);
+  EXPECT_NE(std::string::npos, msg.find("local")) << msg;
+  EXPECT_EQ("", c->events);
+}
+
 TEST_F(tcp, ConnectLocalAddressOfTheWrongFamily) {
   Server *srv = LocalServer();
   Conn *c = NewConn();

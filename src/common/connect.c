@@ -27,7 +27,9 @@ struct connector {
   char *host; /* copies of the caller's strings */
   char *local_host;
   int port;
-  proa_future *lookup; /* the getaddrinfo in progress */
+  proa_future *lookup;       /* the getaddrinfo of the host, in progress */
+  proa_future *local_lookup; /* that of local_host, when it is a name */
+  bool have_remote;          /* addrs is filled in */
   proa_addrinfo *addrs;
   size_t naddrs, next;
   proa_sockaddr *locals; /* resolved local_host, if any */
@@ -41,16 +43,27 @@ struct connector {
 };
 
 static void on_waiter_done(proa_future *f, void *arg);
+static void on_resolved(proa_future *f, void *arg);
+static void on_local_resolved(proa_future *f, void *arg);
+
+/* Gives up a lookup still in flight: its result is no longer wanted. */
+static void drop_lookup(proa_future **lookup, proa_done_callback cb,
+                        connector *c) {
+  if (!*lookup)
+    return;
+  proa_future_remove_done_callback(*lookup, cb, c);
+  proa_future_cancel(*lookup, NULL);
+  proa_future_unref(*lookup);
+  *lookup = NULL;
+}
 
 static void connector_free(connector *c) {
   proa__resource_remove(c->loop, &c->res);
   proa_future_remove_done_callback(c->waiter, on_waiter_done, c);
   proa_handle_cancel(c->timer);
   proa_handle_unref(c->timer);
-  if (c->lookup) {
-    proa_future_cancel(c->lookup, NULL);
-    proa_future_unref(c->lookup);
-  }
+  drop_lookup(&c->lookup, on_resolved, c);
+  drop_lookup(&c->local_lookup, on_local_resolved, c);
   proa_future_unref(c->waiter);
   free(c->host);
   free(c->local_host);
@@ -63,7 +76,7 @@ static void connector_free(connector *c) {
 
 /* Frees the connector once it is done and no attempt is in flight. */
 static void maybe_free(connector *c) {
-  if (c->done && c->active == 0 && !c->lookup)
+  if (c->done && c->active == 0 && !c->lookup && !c->local_lookup)
     connector_free(c);
 }
 
@@ -271,7 +284,9 @@ static void on_resolved(proa_future *f, void *arg) {
     if (c->addrs) {
       memcpy(c->addrs, list->items, list->count * sizeof *c->addrs);
       c->naddrs = list->count;
-      addresses_ready(c);
+      c->have_remote = true;
+      if (!c->local_lookup)
+        addresses_ready(c);
     } else {
       fail(c, PROA_ENOMEM, NULL);
     }
@@ -296,12 +311,7 @@ static void close_now(proa__resource *r) {
   if (!c->done)
     proa_future_cancel(c->waiter, "the event loop was closed");
   c->done = true;
-  if (c->lookup) {
-    proa_future_remove_done_callback(c->lookup, on_resolved, c);
-    proa_future_unref(c->lookup);
-    c->lookup = NULL;
-  }
-  connector_free(c);
+  connector_free(c); /* drops the lookups too */
 }
 
 /* The caller cancelled its future: stop whatever is in flight. */
@@ -314,23 +324,62 @@ static void on_waiter_done(proa_future *f, void *arg) {
   cancel_others(c, NULL);
   if (c->lookup)
     proa_future_cancel(c->lookup, NULL);
+  if (c->local_lookup)
+    proa_future_cancel(c->local_lookup, NULL);
   maybe_free(c);
 }
 
-/* local_host (numeric, or NULL for the wildcard) and local_port. */
+static void on_local_resolved(proa_future *f, void *arg) {
+  connector *c = arg;
+  proa_addrinfo_list *list;
+  size_t i;
+  int err = proa_future_result(f, (void **)&list);
+  proa_future_unref(c->local_lookup);
+  c->local_lookup = NULL;
+  if (!err && !c->done) {
+    c->locals = malloc(list->count * sizeof *c->locals);
+    err = c->locals ? 0 : PROA_ENOMEM;
+    for (i = 0; !err && i < list->count; i++)
+      c->locals[c->nlocals++] = list->items[i].addr;
+  }
+  if (err)
+    fail(c, err, "could not resolve the local address");
+  else if (c->have_remote && !c->done)
+    addresses_ready(c);
+  maybe_free(c);
+}
+
+/* local_host (a name, a numeric address, or NULL for the wildcard) and
+ * local_port; a name is resolved alongside the host. */
 static int resolve_local(connector *c) {
   static const char *const wildcards[2] = {"0.0.0.0", "::"};
+  proa_addrinfo_hints hints = PROA_ADDRINFO_HINTS_INIT;
   size_t i, n = c->local_host ? 1 : 2;
+  char service[8];
+  int err;
   c->locals = calloc(n, sizeof *c->locals);
   if (!c->locals)
     return PROA_ENOMEM;
   for (i = 0; i < n; i++) {
     const char *ip = c->local_host ? c->local_host : wildcards[i];
     if (proa_sockaddr_from_ip(&c->locals[i], ip, c->opts.local_port) != 0)
-      return PROA_EINVAL; /* local_host must be a numeric address */
+      break;
   }
-  c->nlocals = n;
-  return 0;
+  if (i == n) {
+    c->nlocals = n;
+    return 0;
+  }
+  free(c->locals);
+  c->locals = NULL;
+  hints.family = c->opts.family;
+  hints.socktype = PROA_SOCK_STREAM;
+  hints.flags = c->opts.flags | PROA_AI_PASSIVE;
+  snprintf(service, sizeof service, "%d", c->opts.local_port);
+  err = proa_getaddrinfo(c->loop, c->local_host, service, &hints,
+                         &c->local_lookup);
+  if (!err)
+    err = proa_future_add_done_callback(c->local_lookup, on_local_resolved, c);
+  return err;
 }
 
 /* A numeric host needs no lookup (and no thread hop). */
@@ -353,7 +402,9 @@ static int resolve(connector *c) {
       return PROA_ENOMEM;
     c->addrs[0] = ai;
     c->naddrs = 1;
-    addresses_ready(c);
+    c->have_remote = true;
+    if (!c->local_lookup)
+      addresses_ready(c);
     return 0;
   }
   hints.family = c->opts.family;
