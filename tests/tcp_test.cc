@@ -10,7 +10,11 @@
 #ifndef _WIN32
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#endif
+#ifdef __linux__
+#include <sched.h>
 #endif
 
 using namespace proa_net_test;
@@ -882,6 +886,48 @@ TEST_F(tcp, ConnectFromALocalAddress) {
   proa_sockaddr peer;
   ASSERT_EQ(0, proa_transport_peername(s->t, &peer));
   EXPECT_EQ(Format(name), Format(peer));
+}
+
+#ifdef __linux__
+// In a child process moved into a network namespace of its own, which has
+// no interface up and no route, any address is unreachable: connect fails
+// at once and no packet can leave the machine.
+static int ConnectInEmptyNetns() {
+  if (unshare(CLONE_NEWNET) != 0)
+    return 77; // not root: no namespaces here
+  proa_loop *loop = nullptr;
+  proa_future *f = nullptr;
+  if (proa_loop_new(&loop) != 0)
+    return 2;
+  int rc = proa_create_connection(loop, nullptr, nullptr, "192.0.2.1", 80,
+                                  nullptr, &f);
+  if (rc == 0)
+    rc = proa_loop_run_until_complete(loop, f, nullptr);
+  const char *msg = f ? proa_future_error_message(f) : nullptr;
+  bool named = msg && std::strstr(msg, "192.0.2.1") != nullptr;
+  proa_future_unref(f);
+  proa_loop_free(loop);
+  return rc == PROA_ENETUNREACH && named ? 0 : 1;
+}
+#endif
+
+TEST_F(tcp, ConnectToAnUnreachableNetwork) {
+#ifdef __linux__
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0)
+    _exit(ConnectInEmptyNetns());
+  int status = 0;
+  ASSERT_EQ(pid, waitpid(pid, &status, 0));
+  ASSERT_TRUE(WIFEXITED(status));
+  if (WEXITSTATUS(status) == 77)
+    GTEST_SKIP() << "unshare(CLONE_NEWNET) needs root";
+  EXPECT_EQ(0, WEXITSTATUS(status))
+      << "expected PROA_ENETUNREACH naming 192.0.2.1 from an empty netns";
+#else
+  GTEST_SKIP() << "needs a network namespace (Linux) to be unreachable "
+                  "without sending anything";
+#endif
 }
 
 TEST_F(tcp, ConnectFromALocalHostName) {
