@@ -64,11 +64,13 @@ static void made_cb(void *arg) {
   ch->cls->made(ch);
   if (waiter) {
     ch->waiter = NULL;
-    proa__channel_ref(ch);
-    if (proa_future_set_result(waiter, ch, proa__channel_release) != 0) {
-      /* The caller cancelled: nobody will use the connection. */
-      proa__channel_unref(ch);
-      proa__channel_abort(ch, 0);
+    if (proa_future_done(waiter)) {
+      proa__channel_abort(ch, 0); /* the caller cancelled: nobody uses it */
+    } else {
+      /* The future owns this reference from here on, whatever the call
+       * returns (it can only fail to schedule the callbacks). */
+      proa__channel_ref(ch);
+      proa_future_set_result(waiter, ch, proa__channel_release);
     }
     proa_future_unref(waiter);
   }
@@ -129,8 +131,10 @@ static void close_now(proa__resource *r) {
   if (ch->lost_scheduled)
     return; /* lost_drop, already queued, finishes it */
   ch->closing = ch->aborting = ch->lost_scheduled = true;
-  ch->read_pending = ch->write_pending = false;
+  /* What a send in flight points at stays until the transport is freed:
+   * on Windows the kernel may read it until the cancel has finished. */
   ch->cls->drop_queue(ch);
+  ch->read_pending = ch->write_pending = false;
   if (ch->waiter) {
     proa_future_cancel(ch->waiter, "the event loop was closed");
     proa_future_unref(ch->waiter);

@@ -444,6 +444,16 @@ static void on_lookup(proa_future *f, void *arg) {
     setup_finish(st);
 }
 
+/* The loop closed during the lookup: give up without opening anything. */
+static void lookup_dropped(proa_future *f, void *arg) {
+  setup *st = arg;
+  (void)f; /* setup_free releases it */
+  if (!st->error)
+    st->error = PROA_ECLOSED;
+  if (--st->pending == 0)
+    setup_finish(st);
+}
+
 /* Resolves one address; the list stays owned by its future. */
 static int lookup(setup *st, int slot, const char *host, int port,
                   bool passive) {
@@ -473,7 +483,8 @@ static int lookup(setup *st, int slot, const char *host, int port,
   snprintf(service, sizeof service, "%d", port);
   err = proa_getaddrinfo(st->loop, host, service, &hints, &st->lookups[slot]);
   if (!err)
-    err = proa_future_add_done_callback(st->lookups[slot], on_lookup, st);
+    err = proa__future_add_done_callback(st->lookups[slot], on_lookup,
+                                         lookup_dropped, st);
   if (!err)
     st->pending++;
   return err;

@@ -106,7 +106,12 @@ static void run_callbacks(void *arg) {
 /* The loop closed before run_callbacks ran: only its reference remains. */
 static void drop_callbacks(void *arg) {
   proa_future *f = arg;
+  size_t i, n = f->ncallbacks;
+  f->ncallbacks = 0;
   f->callbacks_scheduled = false;
+  for (i = 0; i < n; i++)
+    if (f->callbacks[i].drop)
+      f->callbacks[i].drop(f, f->callbacks[i].arg);
   proa_future_unref(f);
 }
 
@@ -201,6 +206,11 @@ const char *proa_future_error_message(const proa_future *future) {
 
 int proa_future_add_done_callback(proa_future *future, proa_done_callback cb,
                                   void *arg) {
+  return proa__future_add_done_callback(future, cb, NULL, arg);
+}
+
+int proa__future_add_done_callback(proa_future *future, proa_done_callback cb,
+                                   proa_done_callback drop, void *arg) {
   if (!future || !cb)
     return PROA_EINVAL;
   if (future->state != PROA__FUTURE_PENDING && future->loop->closed)
@@ -219,6 +229,7 @@ int proa_future_add_done_callback(proa_future *future, proa_done_callback cb,
     future->callbacks_cap = cap;
   }
   future->callbacks[future->ncallbacks].cb = cb;
+  future->callbacks[future->ncallbacks].drop = drop;
   future->callbacks[future->ncallbacks].arg = arg;
   future->ncallbacks++;
   if (future->state == PROA__FUTURE_PENDING)

@@ -124,6 +124,7 @@ enum proa__future_state {
 
 typedef struct proa__done_entry {
   proa_done_callback cb;
+  proa_done_callback drop; /* internal: runs instead if the loop closes */
   void *arg;
 } proa__done_entry;
 
@@ -158,6 +159,10 @@ struct proa_future {
 /* Initialises a future embedded first in a larger, calloc'ed struct. */
 int proa__future_init(proa_future *f, proa_loop *loop,
                       const proa__future_class *cls);
+/* add_done_callback whose `drop` (may be NULL) runs instead of cb when the
+ * loop closes before the callbacks ran, to release what arg holds. */
+int proa__future_add_done_callback(proa_future *f, proa_done_callback cb,
+                                   proa_done_callback drop, void *arg);
 /* The plain cancel, for classes whose cancel hook ends with it. */
 bool proa__future_cancel(proa_future *f, const char *message);
 

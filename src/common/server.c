@@ -170,11 +170,16 @@ static void new_connection(proa_server *s, proa__socket *sock) {
     return;
   }
   proa__socket_setopt(sock, IPPROTO_TCP, TCP_NODELAY, 1);
+  err = proa__transport_start(t, NULL);
+  if (err) {
+    /* Nothing was scheduled: drop it (and its socket) here. */
+    proa_transport_unref(t);
+    proa__report(s->loop, err, "server could not start a new connection");
+    return;
+  }
   proa__transport_link(&s->clients, t);
   s->nclients++;
   proa_server_ref(s); /* each client holds one until it is lost */
-  if (proa__transport_start(t, NULL) != 0)
-    proa_transport_abort(t);
 }
 
 void proa__server_connection_lost(proa_server *s, proa_transport *t) {
@@ -199,8 +204,13 @@ static void back_off(proa_server *s, int err) {
   proa__report(s->loop, err,
                "server could not accept a connection; retrying in %.2f s",
                ACCEPT_BACKOFF);
-  if (!s->backoff)
-    proa_call_later(s->loop, ACCEPT_BACKOFF, end_backoff, s, &s->backoff);
+  if (!s->backoff &&
+      proa_call_later(s->loop, ACCEPT_BACKOFF, end_backoff, s, &s->backoff)) {
+    /* Without a timer to resume, retrying now would spin: stop. */
+    proa__report(s->loop, PROA_ENOMEM,
+                 "server stopped accepting: no timer to resume with");
+    proa_server_close(s);
+  }
 }
 
 /* Errors that concern one connection only: accepting simply goes on. */
@@ -438,6 +448,16 @@ static void on_lookup(proa_future *f, void *arg) {
     setup_finish(st);
 }
 
+/* The loop closed during the lookup: give up without opening anything. */
+static void lookup_dropped(proa_future *f, void *arg) {
+  setup *st = arg;
+  if (!st->error)
+    st->error = PROA_ECLOSED;
+  proa_future_unref(f);
+  if (--st->lookups == 0)
+    setup_finish(st);
+}
+
 /* A numeric host is added at once; a name goes to the resolver. */
 static int add_host(setup *st, const char *host) {
   proa_addrinfo_hints hints = PROA_ADDRINFO_HINTS_INIT;
@@ -456,7 +476,7 @@ static int add_host(setup *st, const char *host) {
   snprintf(service, sizeof service, "%d", st->port);
   err = proa_getaddrinfo(st->s->loop, host, service, &hints, &f);
   if (!err) {
-    err = proa_future_add_done_callback(f, on_lookup, st);
+    err = proa__future_add_done_callback(f, on_lookup, lookup_dropped, st);
     if (err)
       proa_future_unref(f);
     else

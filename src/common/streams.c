@@ -425,6 +425,16 @@ static void on_connected(proa_future *f, void *arg) {
   free(o);
 }
 
+/* The loop closed while connecting: no connection_made will come. */
+static void dropped(proa_future *f, void *arg) {
+  opening *o = arg;
+  proa_future_cancel(o->outer, "the event loop was closed");
+  proa_stream_unref(o->s);
+  proa_future_unref(o->outer);
+  proa_future_unref(f);
+  free(o);
+}
+
 int proa_open_connection(proa_loop *loop, const char *host, int port,
                          const proa_connect_options *opts, size_t limit,
                          proa_future **out) {
@@ -445,7 +455,7 @@ int proa_open_connection(proa_loop *loop, const char *host, int port,
   if (!err)
     err = proa_future_new(loop, &o->outer);
   if (!err)
-    err = proa_future_add_done_callback(inner, on_connected, o);
+    err = proa__future_add_done_callback(inner, on_connected, dropped, o);
   if (err) {
     if (inner)
       proa_future_cancel(inner, NULL);

@@ -459,15 +459,15 @@ int proa_wait_for(proa_loop *loop, proa_future *future, double timeout,
     return err;
   }
   w->inner = proa_future_ref(future);
-  proa_future_ref(&w->future); /* for the inner future's callback */
-  err = proa_future_add_done_callback(future, wait_inner_done, w);
-  if (err)
-    proa_future_unref(&w->future);
-  else
-    err = proa_call_later(loop, timeout, wait_timeout, w, &w->timer);
+  err = proa_call_later(loop, timeout, wait_timeout, w, &w->timer);
+  if (!err) {
+    proa_future_ref(&w->future); /* for the inner future's callback */
+    err = proa_future_add_done_callback(future, wait_inner_done, w);
+    if (err)
+      proa_future_unref(&w->future);
+  }
   if (err) {
-    proa_future_remove_done_callback(future, wait_inner_done, w);
-    proa_future_unref(&w->future);
+    proa_future_unref(&w->future); /* destroy cancels the timer */
     return err;
   }
   *out = &w->future;

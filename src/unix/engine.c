@@ -187,6 +187,7 @@ static int signal_pipe_open(proa__backend *be) {
     close(fds[0]);
     close(fds[1]);
     be->signal_write_fd = -1;
+    be->signal_io.fd = -1; /* or close_io would close it again */
   }
   return err;
 }
