@@ -19,7 +19,9 @@ typedef void (*proa_free_fn)(void *value);
  * PROA_EWRONGTHREAD (debug mode). Futures are not thread-safe: use them on the
  * loop thread (complete them from elsewhere via proa_call_soon_threadsafe).
  * Only proa_future_ref() and proa_future_unref() may be called from any
- * thread (the count is atomic).
+ * thread (the count is atomic), and the last reference of a future made by
+ * proa_create_task, proa_sleep, proa_gather or proa_wait_for must still be
+ * dropped on the loop thread: freeing those touches the loop.
  */
 PROA_API int proa_future_new(proa_loop *loop, proa_future **out);
 
