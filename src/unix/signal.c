@@ -1,6 +1,7 @@
 /* Process-wide signal catching: the handler writes the number to a pipe. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,15 +25,23 @@ static pthread_mutex_t claim_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int proa__signal_max(void) { return SIGNAL_COUNT - 1; }
 
+/* Handlers running right now, on any thread: a release waits for them, so
+ * that no handler writes to a pipe its loop has closed (and whose number
+ * may by then belong to another file). */
+static proa__atomic_int running;
+
 static void on_signal(int signum) {
   int saved = errno;
-  long fd = proa__atomic_load(&owner_fd[signum]) - 1;
+  long fd;
+  proa__atomic_add(&running, 1);
+  fd = proa__atomic_load(&owner_fd[signum]) - 1;
   if (fd >= 0) {
     unsigned char byte = (unsigned char)signum;
     /* A full pipe already holds a wake-up; losing the byte is fine. */
     ssize_t n = write((int)fd, &byte, 1);
     (void)n;
   }
+  proa__atomic_add(&running, -1);
   errno = saved;
 }
 
@@ -73,4 +82,9 @@ void proa__signal_release(int signum, int write_fd) {
     proa__atomic_store(&owner_fd[signum], 0);
   }
   pthread_mutex_unlock(&claim_lock);
+  /* A handler that loaded the fd before the store may still be writing;
+   * it takes microseconds, and a handler on this thread runs to its end
+   * before this loop resumes, so the wait cannot deadlock. */
+  while (proa__atomic_load(&running) != 0)
+    sched_yield();
 }
