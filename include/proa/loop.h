@@ -53,10 +53,12 @@ PROA_API void proa_loop_unref(proa_loop *loop);
 
 /*
  * Closes the loop: pending callbacks and timers are dropped (never run),
- * signal handlers are removed and the executor is told to shut down without
- * waiting. Idempotent and irreversible: afterwards every scheduling function
- * fails with PROA_ECLOSED. Returns PROA_ERUNNING (and does nothing) while the
- * loop runs.
+ * signal handlers are removed, the executor is told to shut down without
+ * waiting, unfinished tasks are dropped, and transports, endpoints and
+ * servers still open have their sockets closed without further callbacks
+ * (their futures end cancelled; debug mode names them). Idempotent and
+ * irreversible: afterwards every scheduling function fails with
+ * PROA_ECLOSED. Returns PROA_ERUNNING (and does nothing) while the loop runs.
  */
 PROA_API int proa_loop_close(proa_loop *loop);
 

@@ -90,9 +90,9 @@ void proa__backend_post(proa__backend *be, proa__op *op);
 
 /*
  * Starts delivering `signum` to this loop through proa__loop_on_signal().
- * The loop core has validated nothing but the range check of the public
- * API; the backend rejects what its OS cannot catch (PROA_EINVAL,
- * PROA_ENOTSUP) and reports PROA_EBUSY when another loop owns the signal.
+ * The loop core has only checked that `signum` is in range; the backend
+ * rejects what its OS cannot catch (PROA_EINVAL, PROA_ENOTSUP) and reports
+ * PROA_EBUSY when another loop owns the signal.
  */
 int proa__backend_signal_start(proa__backend *be, int signum);
 
