@@ -472,16 +472,22 @@ TEST_F(Stream, CloseThenWaitClosed) {
 // ---- start_server ----
 
 struct HandlerLog {
-  std::vector<proa_future *> tasks; // borrowed, compared only
+  // Each held by a reference, so that a finished task's memory cannot be
+  // reused by the next one and make two tasks look the same.
+  std::vector<proa_future *> tasks;
   int in_task = 0;
   int returned = 0;
+  ~HandlerLog() {
+    for (proa_future *f : tasks)
+      proa_future_unref(f);
+  }
 };
 
 TEST_F(Stream, ServerRunsEachHandlerInATaskAndClosesTheStreamOnReturn) {
   auto log = std::make_shared<HandlerLog>();
   int port = StartServer([log](proa_stream *s) {
     proa_future *me = proa_current_task();
-    log->tasks.push_back(me);
+    log->tasks.push_back(me ? proa_future_ref(me) : nullptr);
     log->in_task += me != nullptr && proa_future_is_task(me);
     int rc = WriteDrain(s, "hi\n");
     log->returned++;

@@ -4,32 +4,39 @@
 
 /*
  * Everything above this header is written once for all OSes; everything
- * below (src/win, src/unix) implements it.
+ * below (src/win, src/unix) implements it. docs/design.md tells the life of
+ * a read and a write on each backend.
  *
- * proa is a proactor. I/O is expressed as operations (proa__op) that are
- * submitted now and complete later. On Windows an operation is a real
- * overlapped call whose OVERLAPPED lives inside the op; on Unix the engine
- * emulates completions over a readiness poller (epoll, kqueue, poll) by
- * performing the call when the handle is ready. Rules every backend keeps:
+ * proa is a proactor. I/O is expressed as operations (proa__op) on handles
+ * (proa__ioh: a socket, a pipe or a file) that are submitted now and
+ * complete later. On Windows an operation is a real overlapped call whose
+ * OVERLAPPED lives inside the op; on Unix the engine emulates completions
+ * over a readiness poller (epoll, poll) by performing the call when the
+ * handle is ready. A backend is a const table of functions
+ * (proa__backend_ops) chosen when the loop is created, so a new backend
+ * (io_uring, say) is a new file with a new table.
  *
- * - A completion is delivered only from proa__backend_poll(), never
- *   re-entrantly from the call that submitted it. A backend may try the system
- *   call at once (the Unix fast path) but then queues the completion.
- * - At most one operation per direction per handle is in flight; transports
- *   keep their own queues.
- * - Cancel always ends in a completion with PROA_ECANCELED. Memory an op
- *   points at stays valid until its completion has been seen, and a handle is
- *   closed only after all its operations completed.
- * - An idle connection pins no read buffer: wait-readable comes first, then a
- *   non-blocking read into a buffer the caller supplies.
+ * Rules every backend keeps (debug builds check them with PROA_ASSERT, so a
+ * broken rule fails a test instead of losing a completion):
  *
- * The calls below are the whole contract: the loop core's (poll, wake-up,
- * post, signals), the sockets' (open, operations, cancel), and a few
- * services (clock, threads, locks). Synchronous socket calls that are the
- * same on every OS (bind, listen, getsockname, setsockopt, getaddrinfo) live
- * in src/common/socket.c behind sockets.h instead.
+ * - A completion is delivered only from poll(), never re-entrantly from the
+ *   call that submitted it. A backend may try the system call at once (the
+ *   Unix fast path) but then queues the completion.
+ * - At most one read-side and one write-side operation per handle is in
+ *   flight (accepts excepted: up to accept_max). A second one is a broken
+ *   contract: it asserts in debug builds and completes with PROA_EBUSY in
+ *   release builds; the first one is never orphaned.
+ * - Cancel always ends in a completion: PROA_ECANCELED, or the real result
+ *   if the op finished first. Memory an op points at stays valid until its
+ *   completion has been seen.
+ * - A handle is closed only once all its operations have completed (it
+ *   asserts otherwise). inflight() counts the operations of a backend, so
+ *   that closing the loop can wait for them.
+ * - An idle connection pins no read buffer: a read asks for its buffer
+ *   (proa__read_op.alloc) only when data is there, or borrows the backend's.
  */
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef _WIN32
@@ -42,7 +49,21 @@
 #include "proa/loop.h"
 #include "proa/stream.h"
 
-typedef struct proa__backend proa__backend;
+/* ---- checked rules ---- */
+
+/* Prints what rule was broken and where, then aborts. */
+void proa__assert_fail(const char *rule, const char *cond, const char *file,
+                       int line);
+
+#ifdef NDEBUG
+#define PROA_ASSERT(cond, rule) ((void)0)
+#else
+#define PROA_ASSERT(cond, rule)                                                \
+  ((cond) ? (void)0 : proa__assert_fail(rule, #cond, __FILE__, __LINE__))
+#endif
+
+typedef struct proa__backend proa__backend; /* each backend's own state */
+typedef struct proa__backend_ops proa__backend_ops;
 typedef struct proa__op proa__op;
 
 /* Runs on the loop thread, in the poll phase, when `op` has completed. */
@@ -58,59 +79,68 @@ struct proa__op {
   proa__op *next;       /* link in the backend's completion queue */
 };
 
-/*
- * Creates the backend for `loop`. `name` is the backend requested (NULL for
- * the OS default). Returns 0, PROA_EINVAL for a name this OS does not have,
- * or the OS error.
- */
-int proa__backend_init(proa_loop *loop, const char *name, proa__backend **out);
+/* ---- handles ---- */
 
-/* Releases the backend; no operation may be in flight. */
-void proa__backend_free(proa__backend *be);
-
-/* The name of the backend in use (a static string). */
-const char *proa__backend_name(const proa__backend *be);
+enum proa__ioh_kind {
+  PROA__IOH_SOCKET = 1,
+  PROA__IOH_PIPE = 2, /* a pipe, a FIFO, a character device */
+  PROA__IOH_FILE = 3  /* a regular file: always ready on Unix */
+};
 
 /*
- * Waits up to `timeout_ms` (-1 forever, 0 not at all) for completions and
- * delivers them: op->complete() for operations, proa__loop_on_signal() for
- * signals. A wake-up ends the wait early. Returns 0 or a PROA_E* code.
+ * The part of every backend's handle that the code above may read; the
+ * backend's own state follows it. `os` is the fd, SOCKET or HANDLE (-1 once
+ * closed).
  */
-int proa__backend_poll(proa__backend *be, int64_t timeout_ms);
-
-/* Ends a current or the next wait early. Thread-safe and cheap. */
-void proa__backend_wakeup(proa__backend *be);
+typedef struct proa__ioh {
+  const proa__backend_ops *ops;
+  intptr_t os;
+  unsigned char kind; /* enum proa__ioh_kind */
+} proa__ioh;
 
 /*
- * Queues `op` (with op->result already set) to be completed from the next
- * poll. Loop thread only. On Windows this posts the op's OVERLAPPED to the
- * completion port, so it travels the same path as kernel completions.
+ * A read: completes with the bytes read (> 0), 0 at end of stream, or an
+ * error. Where the bytes go, and who owns that memory:
+ *
+ * - alloc set: the backend calls alloc(op, &len) when it is about to read
+ *   (once data is there, where the OS allows: so idle handles pin nothing)
+ *   and reads into what it returns. The memory is the caller's; it must
+ *   stay valid until the completion. NULL or a zero len completes the read
+ *   with PROA_ENOBUFS.
+ * - alloc NULL, buf set: the caller's buffer of `len` bytes, pinned from
+ *   submission to completion.
+ * - alloc NULL, buf NULL: the backend lends its own memory. At completion
+ *   buf points at the bytes; they are valid only until the completion
+ *   function returns, and the caller frees nothing.
+ *
+ * In every case op->data points at the bytes when the completion runs; the
+ * inputs (alloc, buf, len) are left as they were, so the op can be
+ * submitted again as it is.
  */
-void proa__backend_post(proa__backend *be, proa__op *op);
+typedef struct proa__read_op proa__read_op;
+struct proa__read_op {
+  proa__op op; /* first */
+  void *(*alloc)(proa__read_op *op, size_t *len);
+  void *buf;
+  size_t len;
+  void *data; /* out: where the bytes are */
+};
 
-/*
- * Starts delivering `signum` to this loop through proa__loop_on_signal().
- * The loop core has only checked that `signum` is in range; the backend
- * rejects what its OS cannot catch (PROA_EINVAL, PROA_ENOTSUP) and reports
- * PROA_EBUSY when another loop owns the signal.
- */
-int proa__backend_signal_start(proa__backend *be, int signum);
-
-/* Stops delivering `signum` and restores its default disposition. */
-void proa__backend_signal_stop(proa__backend *be, int signum);
-
-/* Implemented by the loop core; the backend calls it from poll. */
-void proa__loop_on_signal(proa_loop *loop, int signum);
-
-/* ---- sockets ---- */
-
-/* The backend's state for one socket (opaque above this header). */
-typedef struct proa__socket proa__socket;
+/* A vectored write: completes with the bytes written, at least 1 (perhaps
+ * fewer than offered: the caller submits the rest), or an error. The array
+ * and the buffers stay untouched and valid until completion; only the
+ * first PROA__MAX_SEND_BUFS buffers are used. */
+#define PROA__MAX_SEND_BUFS 16
+typedef struct proa__write_op {
+  proa__op op; /* first */
+  const proa_buf *bufs;
+  size_t count;
+} proa__write_op;
 
 /* An accept operation; the listener may have several in flight. */
 typedef struct proa__accept_op {
   proa__op op;
-  proa__socket *accepted; /* on success: the new connection's socket */
+  proa__ioh *accepted; /* on success: the new connection's socket */
 #ifdef _WIN32
   uintptr_t pending; /* the SOCKET that AcceptEx fills */
   /* AcceptEx writes both addresses here: (sizeof(sockaddr_in6) + 16) x 2
@@ -119,93 +149,167 @@ typedef struct proa__accept_op {
 #endif
 } proa__accept_op;
 
+/* ---- the table of a backend ---- */
+
+struct proa__backend_ops {
+  const char *name;
+  /* Another table to try when init fails (io_uring forbidden, say). */
+  const proa__backend_ops *fallback;
+
+  /* The loop's side. init creates the backend for `loop` (0 or the OS
+   * error); free releases it, with nothing in flight. */
+  int (*init)(proa_loop *loop, proa__backend **out);
+  void (*free)(proa__backend *be);
+  /*
+   * Waits up to `timeout_ms` (-1 forever, 0 not at all) for completions
+   * and delivers them: op->complete() for operations,
+   * proa__loop_on_signal() for signals. A wake-up ends the wait early.
+   */
+  int (*poll)(proa__backend *be, int64_t timeout_ms);
+  /* Ends a current or the next wait early. Thread-safe and cheap. */
+  void (*wakeup)(proa__backend *be);
+  /* Operations submitted and not yet completed. */
+  size_t (*inflight)(const proa__backend *be);
+  /*
+   * Starts delivering `signum` through proa__loop_on_signal(). The loop
+   * core has checked the range; the backend rejects what its OS cannot
+   * catch (PROA_EINVAL, PROA_ENOTSUP), PROA_EBUSY when another loop owns
+   * it. stop restores the default disposition.
+   */
+  int (*signal_start)(proa__backend *be, int signum);
+  void (*signal_stop)(proa__backend *be, int signum);
+
+  /*
+   * Handles. socket_open creates a socket (PROA_AF_*, PROA_SOCK_*,
+   * protocol) that is non-blocking, not inherited by children and
+   * associated with the loop. adopt takes over an fd, SOCKET or HANDLE in
+   * the same way and finds its kind. close closes it and frees the state;
+   * nothing may be in flight. Errors: PROA_EAFNOSUPPORT, PROA_EMFILE,
+   * PROA_EBADF, ...
+   */
+  int (*socket_open)(proa__backend *be, int family, int type, int protocol,
+                     proa__ioh **out);
+  int (*adopt)(proa__backend *be, intptr_t os, proa__ioh **out);
+  void (*close)(proa__ioh *h);
+  /* As close, but the OS handle stays open: it is the caller's again (an
+   * adopted handle that turned out unfit). */
+  void (*detach)(proa__ioh *h);
+
+  /* Read-side: read, wait_readable, accept. Write-side: write,
+   * wait_writable, connect, sendto. wait_* complete with 0 once the handle
+   * is ready (or has an error or end of stream to report). */
+  void (*read)(proa__ioh *h, proa__read_op *op);
+  void (*write)(proa__ioh *h, proa__write_op *op);
+  void (*wait_readable)(proa__ioh *h, proa__op *op);
+  void (*wait_writable)(proa__ioh *h, proa__op *op);
+  /* Ends `op` early (see the rules); nothing for an op not in flight. */
+  void (*cancel)(proa__ioh *h, proa__op *op);
+  /*
+   * The speculative path: a non-blocking write made on the spot, returning
+   * the bytes written, PROA_EAGAIN, or the error. Never raises SIGPIPE.
+   */
+  intptr_t (*try_write)(proa__ioh *h, const proa_buf *bufs, size_t count);
+
+  /* Sockets only. connect: 0 once connected (an unbound socket is bound to
+   * the wildcard first where the OS needs it). accept: 0 with
+   * op->accepted set; up to accept_max in flight per listener. */
+  void (*connect)(proa__ioh *h, proa__op *op, const proa_sockaddr *addr);
+  void (*accept)(proa__ioh *h, proa__accept_op *op);
+  int accept_max;
+  /*
+   * Datagrams. try_recvfrom reads one datagram and its sender: the bytes,
+   * PROA_EAGAIN, PROA_EMSGSIZE when it was larger than len (the rest is
+   * lost; the caller reports it), or the error. try_sendto sends one to
+   * `to` (NULL: the connected peer). sendto is the write-side op that sends
+   * one when the socket can take it (buffer and address valid until
+   * completion). ICMP errors come back from these like any other error; on
+   * Windows unconnected UDP sockets have SIO_UDP_CONNRESET off.
+   */
+  intptr_t (*try_recvfrom)(proa__ioh *h, void *buf, size_t len,
+                           proa_sockaddr *from);
+  intptr_t (*try_sendto)(proa__ioh *h, const void *buf, size_t len,
+                         const proa_sockaddr *to);
+  void (*sendto)(proa__ioh *h, proa__op *op, const void *buf, size_t len,
+                 const proa_sockaddr *to);
+};
+
 /*
- * Creates a socket (PROA_AF_*, PROA_SOCK_*, protocol) that is non-blocking,
- * not inherited by children, and associated with the loop. Returns 0 or the
- * error (PROA_EAFNOSUPPORT, PROA_EMFILE, ...).
+ * The backends this OS has, best first, NULL-ended (engine.c, iocp.c).
+ * proa__backend_open picks `name` (NULL: the first that starts), falling
+ * back as the table says; PROA_EINVAL for a name this OS does not have.
  */
-int proa__socket_open(proa__backend *be, int family, int type, int protocol,
-                      proa__socket **out);
-
-/* Takes over an existing socket (an fd or a SOCKET) in the same way. */
-int proa__socket_adopt(proa__backend *be, intptr_t fd, proa__socket **out);
-
-/* Closes the socket and frees its state; no operation may be in flight. */
-void proa__socket_close(proa__socket *s);
-
-/* The OS socket (an fd or a SOCKET). */
-intptr_t proa__socket_fd(const proa__socket *s);
+extern const proa__backend_ops *const proa__backends[];
+int proa__backend_open(proa_loop *loop, const char *name,
+                       const proa__backend_ops **ops, proa__backend **out);
 
 /*
- * Non-blocking calls made on the spot (the speculative path). try_recv
- * returns the bytes read, 0 at end of stream, PROA_EAGAIN when nothing is
- * there, or the error; try_send the bytes sent (perhaps fewer than offered)
- * or PROA_EAGAIN or the error. Neither ever raises SIGPIPE.
+ * For backends: the buffer `op` reads into (see proa__read_op), with its
+ * size in *len: alloc's, the caller's, or *lend (the backend's, allocated
+ * on first use with lend_size bytes). NULL when there is none: the read
+ * completes with PROA_ENOBUFS (alloc gave nothing) or PROA_ENOMEM.
  */
-intptr_t proa__socket_try_recv(proa__socket *s, void *buf, size_t len);
-intptr_t proa__socket_try_send(proa__socket *s, const proa_buf *bufs,
-                               size_t count);
+void *proa__read_target(proa__read_op *op, char **lend, size_t lend_size,
+                        size_t *len);
+/* The error for a NULL from proa__read_target. */
+#define PROA__READ_TARGET_ERROR(op) ((op)->alloc ? PROA_ENOBUFS : PROA_ENOMEM)
 
-/*
- * Operations. Each completes through op->complete from a later poll, with
- * op->result set as described; errors that happen on submission arrive the
- * same way. At most one read-side (wait_readable, accept on Unix) and one
- * write-side (send, connect) operation may be in flight per socket.
- *
- * wait_readable: 0 once data (or end of stream, or an error) can be read.
- * On Windows this is a zero-byte overlapped receive.
- */
-void proa__socket_wait_readable(proa__socket *s, proa__op *op);
+/* Implemented by the loop core; the backend calls it from poll. */
+void proa__loop_on_signal(proa_loop *loop, int signum);
 
-/*
- * send: the bytes sent, at least 1 (the Unix engine may send fewer than
- * offered; the caller re-submits the rest). The array and the buffers stay
- * untouched and valid until completion. Only the first PROA__MAX_SEND_BUFS
- * buffers are used.
- */
-#define PROA__MAX_SEND_BUFS 16
-void proa__socket_send(proa__socket *s, proa__op *op, const proa_buf *bufs,
-                       size_t count);
+/* ---- calls on a handle, dispatched through its table ---- */
 
-/* connect: 0 once connected. An unbound socket is bound to the wildcard
- * address first where the OS needs that (ConnectEx). */
-void proa__socket_connect(proa__socket *s, proa__op *op,
-                          const proa_sockaddr *addr);
-
-/* accept: 0 with op->accepted set to the new connection's socket. A
- * listener may have up to proa__accept_ops_max() accepts in flight. */
-int proa__accept_ops_max(void);
-void proa__socket_accept(proa__socket *s, proa__accept_op *op);
-
-/*
- * Datagrams. try_recvfrom reads one datagram into buf and its sender into
- * *from: the bytes read, PROA_EAGAIN, PROA_EMSGSIZE when the datagram was
- * larger than len (the rest is lost; the caller reports it), or the error.
- * try_sendto sends one datagram to `to` (NULL: the connected peer): the
- * bytes sent, PROA_EAGAIN, or the error. wait_readable (above) waits for a
- * datagram; sendto is the write-side op that sends one datagram when the
- * socket can take it (the buffer and address stay valid until completion).
- * Errors reported by ICMP (PROA_ECONNREFUSED on a connected socket) come
- * back from these calls like any other error; on Windows, unconnected UDP
- * sockets are opened with SIO_UDP_CONNRESET off so that they do not.
- */
-intptr_t proa__socket_try_recvfrom(proa__socket *s, void *buf, size_t len,
-                                   proa_sockaddr *from);
-intptr_t proa__socket_try_sendto(proa__socket *s, const void *buf, size_t len,
-                                 const proa_sockaddr *to);
-void proa__socket_sendto(proa__socket *s, proa__op *op, const void *buf,
-                         size_t len, const proa_sockaddr *to);
-
-/*
- * Ends `op` early: it completes with PROA_ECANCELED, or with its real
- * result if it finished first. Does nothing for an op not in flight.
- */
-void proa__socket_cancel(proa__socket *s, proa__op *op);
+static inline void proa__ioh_close(proa__ioh *h) { h->ops->close(h); }
+static inline void proa__ioh_detach(proa__ioh *h) { h->ops->detach(h); }
+static inline intptr_t proa__ioh_os(const proa__ioh *h) { return h->os; }
+static inline void proa__ioh_read(proa__ioh *h, proa__read_op *op) {
+  h->ops->read(h, op);
+}
+static inline void proa__ioh_write(proa__ioh *h, proa__write_op *op) {
+  h->ops->write(h, op);
+}
+static inline void proa__ioh_wait_readable(proa__ioh *h, proa__op *op) {
+  h->ops->wait_readable(h, op);
+}
+static inline void proa__ioh_wait_writable(proa__ioh *h, proa__op *op) {
+  h->ops->wait_writable(h, op);
+}
+static inline void proa__ioh_cancel(proa__ioh *h, proa__op *op) {
+  h->ops->cancel(h, op);
+}
+static inline intptr_t proa__ioh_try_write(proa__ioh *h, const proa_buf *bufs,
+                                           size_t count) {
+  return h->ops->try_write(h, bufs, count);
+}
+static inline void proa__socket_connect(proa__ioh *h, proa__op *op,
+                                        const proa_sockaddr *addr) {
+  h->ops->connect(h, op, addr);
+}
+static inline void proa__socket_accept(proa__ioh *h, proa__accept_op *op) {
+  h->ops->accept(h, op);
+}
+static inline int proa__socket_accept_max(const proa__ioh *h) {
+  return h->ops->accept_max;
+}
+static inline intptr_t proa__socket_try_recvfrom(proa__ioh *h, void *buf,
+                                                 size_t len,
+                                                 proa_sockaddr *from) {
+  return h->ops->try_recvfrom(h, buf, len, from);
+}
+static inline intptr_t proa__socket_try_sendto(proa__ioh *h, const void *buf,
+                                               size_t len,
+                                               const proa_sockaddr *to) {
+  return h->ops->try_sendto(h, buf, len, to);
+}
+static inline void proa__socket_sendto(proa__ioh *h, proa__op *op,
+                                       const void *buf, size_t len,
+                                       const proa_sockaddr *to) {
+  h->ops->sendto(h, op, buf, len, to);
+}
 
 /* Translates a socket error (errno, or WSAGetLastError) to PROA_E*. */
 int proa__translate_socket_error(int err);
 
-/* ---- services every backend provides for the OS-independent code ---- */
+/* ---- services every OS provides for the OS-independent code ---- */
 
 /* A monotonic clock in nanoseconds. Thread-safe. */
 uint64_t proa__clock_ns(void);

@@ -7,14 +7,14 @@
 static void close_now(proa__resource *r);
 
 void proa__channel_init(proa__channel *ch, const proa__channel_class *cls,
-                        proa_loop *loop, proa__socket *sock,
-                        proa__op_fn on_read, proa__op_fn on_write) {
+                        proa_loop *loop, proa__ioh *sock, proa__op_fn on_read,
+                        proa__op_fn on_write) {
   ch->refs = 1; /* the loop's, until connection_lost */
   ch->cls = cls;
   ch->loop = proa_loop_ref(loop);
   ch->sock = sock;
-  ch->read_op.complete = on_read;
-  ch->write_op.complete = on_write;
+  ch->read_op.op.complete = on_read;
+  ch->write_op.op.complete = on_write;
   ch->reading = true;
   proa__flow_init(&ch->flow);
   proa__resource_add(loop, &ch->res, close_now);
@@ -30,7 +30,7 @@ void proa__channel_unref(proa__channel *ch) {
   ch->cls->destroy(ch);
   proa__resource_remove(loop, &ch->res);
   if (ch->sock) /* never started: nothing can be in flight */
-    proa__socket_close(ch->sock);
+    proa__ioh_close(ch->sock);
   free(ch);
   proa_loop_unref(loop);
 }
@@ -50,11 +50,21 @@ int proa__channel_schedule(proa__channel *ch, proa_callback cb) {
 
 /* ---- connection_made ---- */
 
+proa__channel *proa__channel_of_read(proa__op *op) {
+  return (proa__channel *)(void *)((char *)op -
+                                   offsetof(proa__channel, read_op.op));
+}
+
+proa__channel *proa__channel_of_write(proa__op *op) {
+  return (proa__channel *)(void *)((char *)op -
+                                   offsetof(proa__channel, write_op.op));
+}
+
 void proa__channel_read_submit(proa__channel *ch) {
   if (ch->read_pending || !ch->reading || ch->closing || ch->eof || !ch->made)
     return;
   ch->read_pending = true;
-  proa__socket_wait_readable(ch->sock, &ch->read_op);
+  ch->cls->submit_read(ch);
 }
 
 static void made_cb(void *arg) {
@@ -110,7 +120,7 @@ void proa__channel_flow_check(proa__channel *ch) {
 
 static void lost(proa__channel *ch, bool notify) {
   proa__resource_remove(ch->loop, &ch->res);
-  proa__socket_close(ch->sock);
+  proa__ioh_close(ch->sock);
   ch->sock = NULL;
   ch->cls->lost(ch, notify);
   proa__channel_unref(ch); /* the loop's reference */
@@ -122,32 +132,30 @@ static void lost_cb(void *arg) { lost(arg, true); }
 static void lost_drop(void *arg) { lost(arg, false); }
 
 /*
- * The loop is closing with the transport still open: shut the socket now.
- * Its operations will never complete and no callback will run; what the
- * loop's reference and a never-settled waiter held is released here.
+ * The loop is closing with the transport still open: abort it without
+ * telling the protocol. Operations in flight are cancelled; the loop waits
+ * for their completions (on Windows the kernel may use their memory until
+ * then), after which maybe_finish queues lost_cb, which the closing loop
+ * runs as lost_drop. What a never-settled waiter held is released here.
  */
 static void close_now(proa__resource *r) {
   proa__channel *ch = (proa__channel *)(void *)r;
   if (ch->lost_scheduled)
     return; /* lost_drop, already queued, finishes it */
-  ch->closing = ch->aborting = ch->lost_scheduled = true;
-  /* What a send in flight points at stays until the transport is freed:
-   * on Windows the kernel may read it until the cancel has finished. */
-  ch->cls->drop_queue(ch);
-  ch->read_pending = ch->write_pending = false;
   if (ch->waiter) {
     proa_future_cancel(ch->waiter, "the event loop was closed");
     proa_future_unref(ch->waiter);
     ch->waiter = NULL;
   }
-  lost_drop(ch);
+  ch->made = true; /* connection_made will never run now */
+  proa__channel_abort(ch, 0);
 }
 
 void proa__channel_maybe_finish(proa__channel *ch) {
   if (!ch->closing || ch->lost_scheduled || !ch->made)
     return;
   if (ch->read_pending) {
-    proa__socket_cancel(ch->sock, &ch->read_op);
+    proa__ioh_cancel(ch->sock, &ch->read_op.op);
     return;
   }
   if (ch->write_pending || (ch->cls->buffered(ch) && !ch->aborting))
@@ -171,7 +179,7 @@ void proa__channel_abort(proa__channel *ch, int error) {
   ch->closing = ch->aborting = true;
   ch->cls->drop_queue(ch);
   if (ch->write_pending)
-    proa__socket_cancel(ch->sock, &ch->write_op);
+    proa__ioh_cancel(ch->sock, &ch->write_op.op);
   proa__channel_maybe_finish(ch);
 }
 
@@ -184,5 +192,5 @@ int proa__channel_name(const proa__channel *ch, proa_sockaddr *out, bool peer) {
 }
 
 intptr_t proa__channel_socket(const proa__channel *ch) {
-  return ch->sock ? proa__socket_fd(ch->sock) : -1;
+  return ch->sock ? proa__ioh_os(ch->sock) : -1;
 }

@@ -22,6 +22,8 @@ typedef struct proa__channel_class {
   void (*lost)(proa__channel *ch, bool notify);
   /* Releases the class's own state; the memory itself goes after. */
   void (*destroy)(proa__channel *ch);
+  /* Submits ch->read_op: a read, or a wait for readability. */
+  void (*submit_read)(proa__channel *ch);
 } proa__channel_class;
 
 /*
@@ -35,9 +37,10 @@ struct proa__channel {
   proa__atomic_int refs;
   const proa__channel_class *cls;
   proa_loop *loop;
-  proa__socket *sock;  /* NULL once lost */
-  proa_future *waiter; /* completed with the transport after made */
-  proa__op read_op, write_op;
+  proa__ioh *sock;         /* NULL once lost */
+  proa_future *waiter;     /* completed with the transport after made */
+  proa__read_op read_op;   /* streams read; datagrams wait with .op */
+  proa__write_op write_op; /* streams write; datagrams send with .op */
   proa__flow flow;
   int error; /* what connection_lost will say */
   bool made, reading, eof, read_pending, write_pending;
@@ -46,8 +49,8 @@ struct proa__channel {
 
 /* Sets up `ch` (in a calloc'ed transport) and registers it with the loop. */
 void proa__channel_init(proa__channel *ch, const proa__channel_class *cls,
-                        proa_loop *loop, proa__socket *sock,
-                        proa__op_fn on_read, proa__op_fn on_write);
+                        proa_loop *loop, proa__ioh *sock, proa__op_fn on_read,
+                        proa__op_fn on_write);
 void proa__channel_ref(proa__channel *ch);
 void proa__channel_unref(proa__channel *ch);
 /* Releases a transport stored as a future's result. */
@@ -62,7 +65,11 @@ int proa__channel_schedule(proa__channel *ch, proa_callback cb);
  */
 int proa__channel_start(proa__channel *ch, proa_future *waiter);
 
-/* Waits for the socket to be readable, if reading is wanted now. */
+/* The channel whose read_op or write_op `op` is. */
+proa__channel *proa__channel_of_read(proa__op *op);
+proa__channel *proa__channel_of_write(proa__op *op);
+
+/* Submits the class's read, if reading is wanted now. */
 void proa__channel_read_submit(proa__channel *ch);
 
 /* Schedules pause/resume_writing when the buffer crossed a mark. */

@@ -12,7 +12,7 @@ typedef struct connector connector;
 typedef struct attempt {
   proa__op op;
   connector *c;
-  proa__socket *sock;
+  proa__ioh *sock;
   size_t index; /* into c->addrs */
   bool active;
 } attempt;
@@ -115,7 +115,7 @@ static void attempt_end(attempt *a) {
   a->active = false;
   a->c->active--;
   if (a->sock) {
-    proa__socket_close(a->sock);
+    proa__ioh_close(a->sock);
     a->sock = NULL;
   }
 }
@@ -126,7 +126,7 @@ static void cancel_others(connector *c, attempt *winner) {
   size_t i;
   for (i = 0; i < c->naddrs; i++)
     if (c->attempts[i].active && &c->attempts[i] != winner)
-      proa__socket_cancel(c->attempts[i].sock, &c->attempts[i].op);
+      proa__ioh_cancel(c->attempts[i].sock, &c->attempts[i].op);
   proa_handle_cancel(c->timer);
 }
 
@@ -192,8 +192,8 @@ static bool attempt_start(connector *c, size_t index) {
       return false;
     }
   }
-  err = proa__socket_open(c->loop->backend, ai->family, PROA_SOCK_STREAM,
-                          ai->protocol, &a->sock);
+  err = proa__socket_open(c->loop, ai->family, PROA_SOCK_STREAM, ai->protocol,
+                          &a->sock);
   if (!err && local)
     err = proa__socket_bind(a->sock, local);
   if (!err)
@@ -201,7 +201,7 @@ static bool attempt_start(connector *c, size_t index) {
   if (err) {
     record_error(c, &ai->addr, err);
     if (a->sock)
-      proa__socket_close(a->sock);
+      proa__ioh_close(a->sock);
     a->sock = NULL;
     return false;
   }
@@ -296,22 +296,18 @@ static void on_resolved(proa_future *f, void *arg) {
   maybe_free(c);
 }
 
-/* The loop is closing mid-connect: shut the attempts' sockets now. */
+/* The loop is closing mid-connect: cancel the attempts. Each ends through
+ * its completion while the loop drains the backend, and the last one frees
+ * the connector. */
 static void close_now(proa__resource *r) {
   connector *c = (connector *)(void *)r;
-  size_t i;
-  for (i = 0; i < c->naddrs && c->attempts; i++) {
-    if (c->attempts[i].active) {
-      proa__socket_close(c->attempts[i].sock);
-      c->attempts[i].sock = NULL;
-      c->attempts[i].active = false;
-      c->active--;
-    }
-  }
   if (!c->done)
     proa_future_cancel(c->waiter, "the event loop was closed");
   c->done = true;
-  connector_free(c); /* drops the lookups too */
+  if (c->active)
+    cancel_others(c, NULL);
+  else
+    connector_free(c); /* drops the lookups too */
 }
 
 /* The caller cancelled its future: stop whatever is in flight. */
@@ -420,18 +416,18 @@ static int resolve(connector *c) {
 
 static int wrap_socket(proa_loop *loop, const proa_protocol *protocol,
                        void *self, intptr_t sock, proa_future *waiter) {
-  proa__socket *s;
+  proa__ioh *s;
   proa_transport *t;
-  int err = proa__socket_adopt(loop->backend, sock, &s);
+  int err = proa__ioh_adopt(loop, sock, &s);
   if (err)
     return err;
   if (proa__socket_type(s) != PROA_SOCK_STREAM) {
-    proa__socket_close(s);
+    proa__ioh_close(s);
     return PROA_EINVAL; /* a stream socket was expected */
   }
   err = proa__transport_new(loop, s, protocol, self, NULL, &t);
   if (err) {
-    proa__socket_close(s);
+    proa__ioh_close(s);
     return err;
   }
   err = proa__transport_start(t, waiter);

@@ -83,8 +83,13 @@ static void lost(proa__channel *ch, bool notify) {
 
 static void destroy(proa__channel *ch) { queue_clear(of(ch)); }
 
+/* Waits for a datagram; recv_some then takes each with its sender. */
+static void submit_read(proa__channel *ch) {
+  proa__ioh_wait_readable(ch->sock, &ch->read_op.op);
+}
+
 static const proa__channel_class datagram_class = {
-    buffered, drop_queue, made, flow, lost, destroy};
+    buffered, drop_queue, made, flow, lost, destroy, submit_read};
 
 proa_datagram *proa_datagram_ref(proa_datagram *t) {
   proa__channel_ref(&t->ch);
@@ -153,8 +158,7 @@ static void recv_some(proa_datagram *t) {
 }
 
 static void on_read(proa__op *op) {
-  proa_datagram *t = of(
-      (proa__channel *)(void *)((char *)op - offsetof(proa__channel, read_op)));
+  proa_datagram *t = of(proa__channel_of_read(op));
   t->ch.read_pending = false;
   if (op->result < 0 && op->result != PROA_ECANCELED)
     receive_error(t, (int)op->result);
@@ -171,13 +175,12 @@ static void write_submit(proa_datagram *t) {
   if (t->ch.write_pending || !d || t->ch.aborting)
     return;
   t->ch.write_pending = true;
-  proa__socket_sendto(t->ch.sock, &t->ch.write_op, d->data, d->len,
+  proa__socket_sendto(t->ch.sock, &t->ch.write_op.op, d->data, d->len,
                       d->has_addr ? &d->addr : NULL);
 }
 
 static void on_write(proa__op *op) {
-  proa_datagram *t = of((
-      proa__channel *)(void *)((char *)op - offsetof(proa__channel, write_op)));
+  proa_datagram *t = of(proa__channel_of_write(op));
   dgram *d = t->qhead;
   t->ch.write_pending = false;
   if (op->result < 0 && op->result != PROA_ECANCELED)
@@ -336,11 +339,11 @@ typedef struct setup {
 } setup;
 
 /* Wraps the socket (owned from here on) and schedules connection_made. */
-static int start(setup *st, proa__socket *sock, bool connected) {
+static int start(setup *st, proa__ioh *sock, bool connected) {
   proa_datagram *t = calloc(1, sizeof *t);
   int err;
   if (!t) {
-    proa__socket_close(sock);
+    proa__ioh_close(sock);
     return PROA_ENOMEM;
   }
   proa__channel_init(&t->ch, &datagram_class, st->loop, sock, on_read,
@@ -354,7 +357,7 @@ static int start(setup *st, proa__socket *sock, bool connected) {
   return err;
 }
 
-static int set_options(const proa_datagram_options *o, proa__socket *s) {
+static int set_options(const proa_datagram_options *o, proa__ioh *s) {
   int err = 0;
   if (o->reuse_address > 0)
     err = proa__socket_setopt(s, SOL_SOCKET, SO_REUSEADDR, 1);
@@ -373,9 +376,9 @@ static int set_options(const proa_datagram_options *o, proa__socket *s) {
 /* One try: a socket of `family`, bound and connected as asked. */
 static int try_pair(setup *st, int family, const proa_addrinfo *local,
                     const proa_addrinfo *remote) {
-  proa__socket *s;
-  int err = proa__socket_open(st->loop->backend, family, PROA_SOCK_DGRAM,
-                              st->opts.proto, &s);
+  proa__ioh *s;
+  int err =
+      proa__socket_open(st->loop, family, PROA_SOCK_DGRAM, st->opts.proto, &s);
   if (err)
     return err;
   err = set_options(&st->opts, s);
@@ -384,7 +387,7 @@ static int try_pair(setup *st, int family, const proa_addrinfo *local,
   if (!err && remote)
     err = proa__socket_connect_now(s, &remote->addr);
   if (err) {
-    proa__socket_close(s);
+    proa__ioh_close(s);
     return err;
   }
   return start(st, s, remote != NULL);
@@ -505,13 +508,13 @@ static int check(const proa_datagram_options *o) {
 }
 
 static int adopt(setup *st) {
-  proa__socket *s;
+  proa__ioh *s;
   proa_sockaddr peer;
-  int err = proa__socket_adopt(st->loop->backend, st->opts.sock, &s);
+  int err = proa__ioh_adopt(st->loop, st->opts.sock, &s);
   if (err)
     return err;
   if (proa__socket_type(s) != PROA_SOCK_DGRAM) {
-    proa__socket_close(s); /* asyncio: "A datagram socket was expected" */
+    proa__ioh_close(s); /* asyncio: "A datagram socket was expected" */
     return PROA_EINVAL;
   }
   return start(st, s, proa__socket_name(s, &peer, true) == 0);

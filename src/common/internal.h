@@ -63,6 +63,8 @@ typedef struct proa__signal_slot {
 struct proa_loop {
   proa__atomic_int refs;  /* atomic: futures may be released off-thread */
   proa__backend *backend; /* NULL once the loop is closed */
+  const proa__backend_ops *be_ops; /* the backend's table */
+  bool be_leaked; /* closing gave up waiting for the backend's ops */
   const char *backend_name;
   bool closed;
   bool running;
@@ -98,8 +100,8 @@ struct proa_loop {
   proa_handle *free_handles; /* recycled handles, linked through `next` */
   size_t nfree_handles;
 
-  /* Shared by every stream transport: reads land here and are handed to
-   * data_received at once, so idle connections own no read buffer. */
+  /* Shared by every datagram endpoint: datagrams land here and are handed
+   * to datagram_received at once, so idle endpoints own no buffer. */
   char *read_buf;
   size_t read_buf_size;
   /* Tasks not finished yet (task.c), and the task factory. */
@@ -195,6 +197,16 @@ proa_handle *proa__queue_pop(proa__queue *q);
 int proa__loop_check(proa_loop *loop, const char *what);
 /* As proa__loop_check() without the closed check. */
 int proa__loop_check_thread(proa_loop *loop, const char *what);
+
+/* Creating handles on the loop's backend (see backend.h). */
+static inline int proa__socket_open(proa_loop *loop, int family, int type,
+                                    int protocol, proa__ioh **out) {
+  return loop->be_ops->socket_open(loop->backend, family, type, protocol, out);
+}
+static inline int proa__ioh_adopt(proa_loop *loop, intptr_t os,
+                                  proa__ioh **out) {
+  return loop->be_ops->adopt(loop->backend, os, out);
+}
 
 /* Registers / forgets a socket owner (loop thread). */
 void proa__resource_add(proa_loop *loop, proa__resource *r,

@@ -229,13 +229,13 @@ int proa_loop_new_ex(proa_loop **out, const proa_loop_options *opts) {
     free(loop);
     return PROA_ENOMEM;
   }
-  err = proa__backend_init(loop, backend, &loop->backend);
+  err = proa__backend_open(loop, backend, &loop->be_ops, &loop->backend);
   if (err) {
     proa__mutex_free(loop->ts_lock);
     free(loop);
     return err;
   }
-  loop->backend_name = proa__backend_name(loop->backend);
+  loop->backend_name = loop->be_ops->name;
   *out = loop;
   return 0;
 }
@@ -281,6 +281,35 @@ static void close_resources(proa_loop *loop) {
   }
 }
 
+/*
+ * Waits for the completions of what close_resources cancelled, as asyncio's
+ * IocpProactor.close does: on Windows the kernel owns an operation's memory
+ * (its OVERLAPPED, a send buffer, a pre-created AcceptEx socket) until its
+ * completion arrives, so nothing may be freed before. The wait is bounded:
+ * a completion that never comes (a broken layered provider) costs a leak,
+ * never a use after free.
+ */
+#define DRAIN_SECONDS 5.0
+
+static void drain_backend(proa_loop *loop) {
+  double deadline = now_seconds() + DRAIN_SECONDS;
+  while (loop->be_ops->inflight(loop->backend) > 0) {
+    if (now_seconds() > deadline) {
+      proa_loop_log(loop, PROA_LOG_ERROR,
+                    "%lu operations still in flight %.0f s after the loop "
+                    "closed; their memory is leaked",
+                    (unsigned long)loop->be_ops->inflight(loop->backend),
+                    DRAIN_SECONDS);
+      loop->be_leaked = true;
+      return;
+    }
+    if (loop->be_ops->poll(loop->backend, 10) != 0) {
+      loop->be_leaked = true;
+      return;
+    }
+  }
+}
+
 /* Frees a cache of blocks linked through their first field. */
 static void free_list(void **head, size_t *count) {
   while (*head) {
@@ -309,6 +338,7 @@ int proa_loop_close(proa_loop *loop) {
   proa__executor_close(loop);
   proa__tasks_close(loop);
   close_resources(loop);
+  drain_backend(loop);
   /* From here on call_soon_threadsafe refuses, and never touches the
    * backend again, so the backend can go. */
   proa__mutex_lock(loop->ts_lock);
@@ -328,7 +358,8 @@ int proa_loop_close(proa_loop *loop) {
   loop->nfree_handles = 0;
   free_list(&loop->free_chunks, &loop->nfree_chunks);
   free_list(&loop->free_sendbufs, &loop->nfree_sendbufs);
-  proa__backend_free(loop->backend);
+  if (!loop->be_leaked) /* else the kernel may still write into it */
+    loop->be_ops->free(loop->backend);
   loop->backend = NULL;
   return 0;
 }
@@ -449,7 +480,7 @@ int proa__call_soon_threadsafe(proa_loop *loop, proa_callback cb,
   loop->ts_woken = true;
   /* Woken under the lock so that close cannot free the backend meanwhile. */
   if (wake)
-    proa__backend_wakeup(loop->backend);
+    loop->be_ops->wakeup(loop->backend);
   proa__mutex_unlock(loop->ts_lock);
   return 0;
 }
@@ -526,7 +557,7 @@ static int run_once(proa_loop *loop) {
   int err;
   if (!loop->ready.len && !loop->stopping)
     timeout = proa__timers_timeout_ms(loop, now_seconds());
-  err = proa__backend_poll(loop->backend, timeout);
+  err = loop->be_ops->poll(loop->backend, timeout);
   if (err)
     return err;
   take_threadsafe(loop);

@@ -20,8 +20,8 @@ typedef struct accept_slot {
 
 struct listener {
   proa_server *server;
-  proa__socket *sock; /* NULL once closed */
-  int pending;        /* accepts in flight */
+  proa__ioh *sock; /* NULL once closed */
+  int pending;     /* accepts in flight */
   accept_slot slots[MAX_ACCEPTS];
 };
 
@@ -101,7 +101,7 @@ int proa_server_wait_closed(proa_server *s, proa_future **out) {
 /* ---- accepting ---- */
 
 static void accept_submit(listener *l) {
-  int i, max = proa__accept_ops_max();
+  int i, max = proa__socket_accept_max(l->sock);
   for (i = 0; i < max && i < MAX_ACCEPTS; i++) {
     accept_slot *slot = &l->slots[i];
     if (!l->server->serving || l->server->backoff)
@@ -118,29 +118,12 @@ static void accept_submit(listener *l) {
 
 static void listener_close(listener *l) {
   proa_server *s = l->server;
-  proa__socket_close(l->sock);
+  proa__ioh_close(l->sock);
   l->sock = NULL;
   if (--s->open_listeners == 0)
     proa__resource_remove(s->loop, &s->res);
   maybe_closed(s);
   proa_server_unref(s); /* each open listener held one */
-}
-
-/* The loop is closing with the server listening: shut the listeners now
- * (their accepts will never complete). */
-static void close_now(proa__resource *r) {
-  proa_server *s = (proa_server *)(void *)r;
-  size_t i;
-  s->closed = true;
-  s->serving = false;
-  proa_handle_cancel(s->backoff);
-  proa_handle_unref(s->backoff);
-  s->backoff = NULL;
-  proa_server_ref(s); /* the last listener may hold the last reference */
-  for (i = 0; i < s->nlisteners; i++)
-    if (s->listeners[i].sock)
-      listener_close(&s->listeners[i]);
-  proa_server_unref(s);
 }
 
 /* Stops accepting on `l`; the socket closes when no accept is in flight. */
@@ -154,10 +137,29 @@ static void listener_stop(listener *l) {
   }
   for (i = 0; i < MAX_ACCEPTS; i++)
     if (l->slots[i].busy)
-      proa__socket_cancel(l->sock, &l->slots[i].aop.op);
+      proa__ioh_cancel(l->sock, &l->slots[i].aop.op);
 }
 
-static void new_connection(proa_server *s, proa__socket *sock) {
+/* The loop is closing with the server listening: shut the listeners now
+ * (their accepts will never complete). */
+static void close_now(proa__resource *r) {
+  proa_server *s = (proa_server *)(void *)r;
+  size_t i;
+  s->closed = true;
+  s->serving = false;
+  proa_handle_cancel(s->backoff);
+  proa_handle_unref(s->backoff);
+  s->backoff = NULL;
+  /* Accepts in flight are cancelled; the loop waits for them (on Windows
+   * the kernel owns their sockets until then), and the last one to end
+   * closes its listener. */
+  proa_server_ref(s); /* the last listener may hold the last reference */
+  for (i = 0; i < s->nlisteners; i++)
+    listener_stop(&s->listeners[i]);
+  proa_server_unref(s);
+}
+
+static void new_connection(proa_server *s, proa__ioh *sock) {
   const proa_protocol *proto = NULL;
   void *self = NULL;
   proa_transport *t;
@@ -165,7 +167,7 @@ static void new_connection(proa_server *s, proa__socket *sock) {
   if (!err)
     err = proa__transport_new(s->loop, sock, proto, self, s, &t);
   if (err) {
-    proa__socket_close(sock);
+    proa__ioh_close(sock);
     proa__report(s->loop, err, "server could not set up a new connection");
     return;
   }
@@ -229,7 +231,7 @@ static void on_accept(proa__op *op) {
   if (op->result == 0 && s->serving)
     new_connection(s, slot->aop.accepted);
   else if (op->result == 0)
-    proa__socket_close(slot->aop.accepted); /* raced with close */
+    proa__ioh_close(slot->aop.accepted); /* raced with close */
   else if (op->result != PROA_ECANCELED && !transient_error(op->result))
     back_off(s, (int)op->result); /* EMFILE and the like: never spin */
   if (!s->serving) {
@@ -300,7 +302,7 @@ int proa_server_sockname(const proa_server *s, size_t i, proa_sockaddr *out) {
 intptr_t proa_server_socket(const proa_server *s, size_t i) {
   if (!s || i >= proa_server_socket_count(s))
     return -1;
-  return proa__socket_fd(s->listeners[i].sock);
+  return proa__ioh_os(s->listeners[i].sock);
 }
 
 /* ---- create_server ---- */
@@ -333,7 +335,7 @@ static int add_addr(setup *st, const proa_sockaddr *a) {
   return 0;
 }
 
-static int set_listener_options(setup *st, proa__socket *sock, int family) {
+static int set_listener_options(setup *st, proa__ioh *sock, int family) {
   int err = 0;
 #ifdef _WIN32
   /* SO_REUSEADDR on Windows lets another process steal the port. */
@@ -361,8 +363,7 @@ static int open_listener(setup *st, const proa_sockaddr *a, listener *l,
                          char *why, size_t whysize) {
   int family = proa_sockaddr_family(a), err;
   char where[64] = "?";
-  err = proa__socket_open(st->s->loop->backend, family, PROA_SOCK_STREAM, 0,
-                          &l->sock);
+  err = proa__socket_open(st->s->loop, family, PROA_SOCK_STREAM, 0, &l->sock);
   if (err)
     return err;
   err = set_listener_options(st, l->sock, family);
@@ -374,7 +375,7 @@ static int open_listener(setup *st, const proa_sockaddr *a, listener *l,
     proa_sockaddr_format(a, where, sizeof where);
     snprintf(why, whysize, "error while attempting to bind on address %s: %s",
              where, proa_strerror(err));
-    proa__socket_close(l->sock);
+    proa__ioh_close(l->sock);
     l->sock = NULL;
   }
   return err;
@@ -512,14 +513,14 @@ static int adopt_listener(setup *st) {
   if (!s->listeners)
     return PROA_ENOMEM;
   l = &s->listeners[0];
-  err = proa__socket_adopt(s->loop->backend, st->opts.sock, &l->sock);
+  err = proa__ioh_adopt(s->loop, st->opts.sock, &l->sock);
   if (!err && proa__socket_type(l->sock) != PROA_SOCK_STREAM)
     err = PROA_EINVAL; /* a stream socket was expected */
   if (!err)
     err = proa__socket_listen(l->sock, st->opts.backlog);
   if (err) {
     if (l->sock)
-      proa__socket_close(l->sock);
+      proa__ioh_close(l->sock);
     l->sock = NULL;
     return err;
   }

@@ -31,7 +31,7 @@ int proa_loop_add_signal_handler(proa_loop *loop, int signum, proa_callback cb,
   if (err)
     return err;
   if (!loop->signals[signum].cb) {
-    err = proa__backend_signal_start(loop->backend, signum);
+    err = loop->be_ops->signal_start(loop->backend, signum);
     if (err)
       return err;
   }
@@ -52,7 +52,7 @@ int proa_loop_remove_signal_handler(proa_loop *loop, int signum) {
   loop->signals[signum].cb = NULL;
   loop->signals[signum].arg = NULL;
   if (loop->backend)
-    proa__backend_signal_stop(loop->backend, signum);
+    loop->be_ops->signal_stop(loop->backend, signum);
   return 1;
 }
 

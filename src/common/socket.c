@@ -126,25 +126,25 @@ int proa_sockaddr_format(const proa_sockaddr *addr, char *buf, size_t size) {
   return n < 0 || (size_t)n >= size ? PROA_ENOSPC : n;
 }
 
-static proa__os_socket fd_of(proa__socket *s) {
-  return (proa__os_socket)proa__socket_fd(s);
+static proa__os_socket fd_of(proa__ioh *s) {
+  return (proa__os_socket)proa__ioh_os(s);
 }
 
 static int last_error(void) {
   return proa__translate_socket_error(proa__socket_errno());
 }
 
-int proa__socket_bind(proa__socket *s, const proa_sockaddr *addr) {
+int proa__socket_bind(proa__ioh *s, const proa_sockaddr *addr) {
   if (bind(fd_of(s), sa(addr), (proa__socklen)addr->len) != 0)
     return last_error();
   return 0;
 }
 
-int proa__socket_listen(proa__socket *s, int backlog) {
+int proa__socket_listen(proa__ioh *s, int backlog) {
   return listen(fd_of(s), backlog) == 0 ? 0 : last_error();
 }
 
-int proa__socket_name(proa__socket *s, proa_sockaddr *out, bool peer) {
+int proa__socket_name(proa__ioh *s, proa_sockaddr *out, bool peer) {
   proa__socklen len = (proa__socklen)sizeof out->storage;
   struct sockaddr *p = (struct sockaddr *)(void *)out->storage;
   int rc =
@@ -157,7 +157,7 @@ int proa__socket_name(proa__socket *s, proa_sockaddr *out, bool peer) {
   return 0;
 }
 
-int proa__socket_shutdown_write(proa__socket *s) {
+int proa__socket_shutdown_write(proa__ioh *s) {
 #ifdef _WIN32
   int how = SD_SEND;
 #else
@@ -166,14 +166,14 @@ int proa__socket_shutdown_write(proa__socket *s) {
   return shutdown(fd_of(s), how) == 0 ? 0 : last_error();
 }
 
-int proa__socket_setopt(proa__socket *s, int level, int name, int value) {
+int proa__socket_setopt(proa__ioh *s, int level, int name, int value) {
   if (setsockopt(fd_of(s), level, name, (const char *)&value,
                  (proa__socklen)sizeof value) != 0)
     return last_error();
   return 0;
 }
 
-int proa__socket_pending_error(proa__socket *s) {
+int proa__socket_pending_error(proa__ioh *s) {
   int err = 0;
   proa__socklen len = (proa__socklen)sizeof err;
   if (getsockopt(fd_of(s), SOL_SOCKET, SO_ERROR, (char *)&err, &len) != 0)
@@ -181,13 +181,13 @@ int proa__socket_pending_error(proa__socket *s) {
   return proa__translate_socket_error(err);
 }
 
-int proa__socket_connect_now(proa__socket *s, const proa_sockaddr *addr) {
+int proa__socket_connect_now(proa__ioh *s, const proa_sockaddr *addr) {
   if (connect(fd_of(s), sa(addr), (proa__socklen)addr->len) != 0)
     return last_error();
   return 0;
 }
 
-static int join_v4(proa__socket *s, const proa_sockaddr *g, const char *iface,
+static int join_v4(proa__ioh *s, const proa_sockaddr *g, const char *iface,
                    bool join) {
   struct ip_mreq m;
   proa_sockaddr ifaddr;
@@ -208,7 +208,7 @@ static int join_v4(proa__socket *s, const proa_sockaddr *g, const char *iface,
   return 0;
 }
 
-static int join_v6(proa__socket *s, const proa_sockaddr *g, const char *iface,
+static int join_v6(proa__ioh *s, const proa_sockaddr *g, const char *iface,
                    bool join) {
   struct ipv6_mreq m;
   char *end = NULL;
@@ -225,8 +225,8 @@ static int join_v6(proa__socket *s, const proa_sockaddr *g, const char *iface,
   return 0;
 }
 
-int proa__socket_multicast(proa__socket *s, const char *group,
-                           const char *iface, bool join) {
+int proa__socket_multicast(proa__ioh *s, const char *group, const char *iface,
+                           bool join) {
   proa_sockaddr g;
   if (proa_sockaddr_from_ip(&g, group, 0) != 0)
     return PROA_EINVAL;
@@ -245,7 +245,7 @@ int proa__socket_multicast(proa__socket *s, const char *group,
   }
 }
 
-int proa__socket_type(proa__socket *s) {
+int proa__socket_type(proa__ioh *s) {
   int type = 0;
   proa__socklen len = (proa__socklen)sizeof type;
   if (getsockopt(fd_of(s), SOL_SOCKET, SO_TYPE, (char *)&type, &len) != 0)

@@ -37,21 +37,21 @@ int proa__os_socktype(int proa_type);
 int proa__proa_family(int os_family);
 
 /* Synchronous socket calls; each returns 0 or a PROA_E* code. */
-int proa__socket_bind(proa__socket *s, const proa_sockaddr *addr);
-int proa__socket_listen(proa__socket *s, int backlog);
-int proa__socket_name(proa__socket *s, proa_sockaddr *out, bool peer);
-int proa__socket_shutdown_write(proa__socket *s);
+int proa__socket_bind(proa__ioh *s, const proa_sockaddr *addr);
+int proa__socket_listen(proa__ioh *s, int backlog);
+int proa__socket_name(proa__ioh *s, proa_sockaddr *out, bool peer);
+int proa__socket_shutdown_write(proa__ioh *s);
 /* SO_REUSEADDR, TCP_NODELAY, ...: level and name are the OS's. */
-int proa__socket_setopt(proa__socket *s, int level, int name, int value);
+int proa__socket_setopt(proa__ioh *s, int level, int name, int value);
 /* A connect that completes at once (datagram sockets). */
-int proa__socket_connect_now(proa__socket *s, const proa_sockaddr *addr);
+int proa__socket_connect_now(proa__ioh *s, const proa_sockaddr *addr);
 /* Joins (or leaves) a multicast group; see proa_datagram_join_group. */
-int proa__socket_multicast(proa__socket *s, const char *group,
-                           const char *iface, bool join);
+int proa__socket_multicast(proa__ioh *s, const char *group, const char *iface,
+                           bool join);
 /* PROA_SOCK_STREAM or PROA_SOCK_DGRAM (SO_TYPE), 0 for others, or an
  * error. */
-int proa__socket_type(proa__socket *s);
+int proa__socket_type(proa__ioh *s);
 /* The pending error of a socket (SO_ERROR), translated. */
-int proa__socket_pending_error(proa__socket *s);
+int proa__socket_pending_error(proa__ioh *s);
 
 #endif /* PROA_SOCKETS_H */

@@ -6,10 +6,9 @@
 #include "sockets.h"
 #include "transport.h"
 
-#define READ_BUF_SIZE 65536
-#define READS_PER_WAKE 16  /* reads per readiness before others get a turn */
-#define CHUNK_SIZE 16384   /* the usual write-queue chunk */
-#define MAX_FREE_CHUNKS 64 /* chunks a loop keeps for reuse */
+#define READ_BUF_SIZE 65536 /* what get_buffer is asked for */
+#define CHUNK_SIZE 16384    /* the usual write-queue chunk */
+#define MAX_FREE_CHUNKS 64  /* chunks a loop keeps for reuse */
 
 /* A piece of the write queue: bytes [start, end) of data are unsent. */
 typedef struct wchunk {
@@ -31,6 +30,13 @@ struct proa_transport {
   size_t wsize;       /* bytes queued and not yet confirmed sent */
   bool eof_requested; /* write_eof was called */
   bool eof_sent;
+  bool buffer_refused; /* get_buffer gave no memory: the read failed */
+  /* Read while reading was paused (a read in flight completed before its
+   * cancel): delivered on resume, never lost. */
+  char *stash;
+  size_t stash_len;
+  bool stash_eof;
+  bool resume_scheduled;
 };
 
 static proa_transport *of(proa__channel *ch) {
@@ -151,17 +157,20 @@ static void lost(proa__channel *ch, bool notify) {
 static void destroy(proa__channel *ch) {
   queue_clear(of(ch));
   sendbufs_put(of(ch));
+  free(of(ch)->stash);
 }
 
-static const proa__channel_class stream_class = {buffered, drop_queue, made,
-                                                 flow,     lost,       destroy};
+static void submit_read(proa__channel *ch);
+
+static const proa__channel_class stream_class = {
+    buffered, drop_queue, made, flow, lost, destroy, submit_read};
 
 /* ---- creation ---- */
 
 static void on_read(proa__op *op);
 static void on_write(proa__op *op);
 
-int proa__transport_new(proa_loop *loop, proa__socket *sock,
+int proa__transport_new(proa_loop *loop, proa__ioh *sock,
                         const proa_protocol *protocol, void *self,
                         proa_server *server, proa_transport **out) {
   proa_transport *t = calloc(1, sizeof *t);
@@ -223,26 +232,36 @@ proa_transport *proa__transport_next(const proa_transport *t) {
 
 /* ---- reading ---- */
 
-static void *read_buffer(proa_transport *t, size_t *size) {
-  proa_loop *loop = t->ch.loop;
-  if (t->proto && t->proto->get_buffer && t->proto->buffer_updated) {
-    void *buf = t->proto->get_buffer(t->self, READ_BUF_SIZE, size);
-    return buf && *size ? buf : NULL;
-  }
-  if (!loop->read_buf) {
-    loop->read_buf = malloc(READ_BUF_SIZE);
-    if (!loop->read_buf)
-      return NULL;
-    loop->read_buf_size = READ_BUF_SIZE;
-  }
-  *size = loop->read_buf_size;
-  return loop->read_buf;
+static bool uses_get_buffer(const proa_transport *t) {
+  return t->proto && t->proto->get_buffer && t->proto->buffer_updated;
+}
+
+static proa_transport *of_read(proa__read_op *op) {
+  return of(proa__channel_of_read(&op->op));
+}
+
+/* The backend asks for memory only once data is there. */
+static void *protocol_buffer(proa__read_op *op, size_t *len) {
+  proa_transport *t = of_read(op);
+  void *buf = NULL;
+  if (uses_get_buffer(t))
+    buf = t->proto->get_buffer(t->self, READ_BUF_SIZE, len);
+  t->buffer_refused = !buf || !*len;
+  return buf;
+}
+
+/* Reads into the protocol's buffer (get_buffer) or the backend's. */
+static void submit_read(proa__channel *ch) {
+  proa_transport *t = of(ch);
+  ch->read_op.alloc = uses_get_buffer(t) ? protocol_buffer : NULL;
+  ch->read_op.buf = NULL;
+  proa__ioh_read(ch->sock, &ch->read_op);
 }
 
 static void deliver(proa_transport *t, const void *data, size_t n) {
   if (!t->proto)
     return;
-  if (t->proto->get_buffer && t->proto->buffer_updated)
+  if (uses_get_buffer(t))
     t->proto->buffer_updated(t->self, n);
   else if (t->proto->data_received)
     t->proto->data_received(t->self, data, n);
@@ -257,62 +276,87 @@ static void on_eof(proa_transport *t) {
     proa_transport_close(t);
 }
 
-/* Reads what is there, a bounded number of times, and delivers it. */
-static void read_some(proa_transport *t) {
-  int i;
-  for (i = 0; i < READS_PER_WAKE; i++) {
-    size_t size = 0;
-    void *buf;
-    intptr_t n;
-    if (!t->ch.reading || t->ch.closing || t->ch.eof)
-      return;
-    buf = read_buffer(t, &size);
-    if (!buf) {
-      proa__channel_abort(
-          &t->ch, t->proto && t->proto->get_buffer ? PROA_EINVAL : PROA_ENOMEM);
-      return;
-    }
-    n = proa__socket_try_recv(t->ch.sock, buf, size);
-    if (n == PROA_EAGAIN)
-      return;
-    if (n < 0) {
-      proa__channel_abort(&t->ch, (int)n);
-      return;
-    }
-    if (n == 0) {
-      on_eof(t);
-      return;
-    }
-    deliver(t, buf, (size_t)n);
-    if ((size_t)n < size)
-      return; /* most likely drained; readiness says if not */
+/* Keeps what a read brought while paused (see resume_reading). In the
+ * protocol's own buffer the bytes are where they belong already. */
+static int stash_add(proa_transport *t, const void *data, size_t n) {
+  char *p;
+  if (uses_get_buffer(t)) {
+    t->stash_len += n;
+    return 0;
   }
+  p = realloc(t->stash, t->stash_len + n);
+  if (!p)
+    return PROA_ENOMEM;
+  memcpy(p + t->stash_len, data, n);
+  t->stash = p;
+  t->stash_len += n;
+  return 0;
 }
 
 static void on_read(proa__op *op) {
-  proa_transport *t = of(
-      (proa__channel *)(void *)((char *)op - offsetof(proa__channel, read_op)));
+  proa_transport *t = of(proa__channel_of_read(op));
+  intptr_t n = op->result;
   t->ch.read_pending = false;
-  if (op->result < 0 && op->result != PROA_ECANCELED)
-    proa__channel_abort(&t->ch, (int)op->result);
-  else if (!t->ch.closing)
-    read_some(t);
-  proa__channel_read_submit(&t->ch);
+  if (n == PROA_ENOBUFS && t->buffer_refused)
+    proa__channel_abort(&t->ch, PROA_EINVAL); /* get_buffer gave nothing */
+  else if (n < 0 && n != PROA_ECANCELED)
+    proa__channel_abort(&t->ch, (int)n);
+  else if (n >= 0 && t->ch.closing)
+    ; /* closing: what arrives now is dropped, as asyncio does */
+  else if (n >= 0 && !t->ch.reading) {
+    if (n == 0)
+      t->stash_eof = true;
+    else if (stash_add(t, t->ch.read_op.data, (size_t)n) != 0)
+      proa__channel_abort(&t->ch, PROA_ENOMEM);
+  } else if (n == 0)
+    on_eof(t);
+  else if (n > 0)
+    deliver(t, t->ch.read_op.data, (size_t)n);
+  if (!t->stash_eof)
+    proa__channel_read_submit(&t->ch);
   proa__channel_maybe_finish(&t->ch);
 }
 
 int proa_transport_pause_reading(proa_transport *t) {
-  /* A wait already in flight stays: it consumes nothing, and its
-   * completion reads nothing while paused. */
   t->ch.reading = false;
+  /* A read in flight would take data nobody asked for; a cancel loses
+   * none (if the read won the race, on_read keeps what it brought). */
+  if (t->ch.read_pending)
+    proa__ioh_cancel(t->ch.sock, &t->ch.read_op.op);
   return 0;
 }
 
+/* Hands over what was read while paused, then reads on. */
+static void resume_cb(void *arg) {
+  proa_transport *t = arg;
+  t->resume_scheduled = false;
+  if (t->ch.reading && !t->ch.closing) {
+    if (t->stash_len) {
+      size_t n = t->stash_len;
+      t->stash_len = 0;
+      deliver(t, t->stash, n);
+      free(t->stash);
+      t->stash = NULL;
+    }
+    if (t->stash_eof && t->ch.reading && !t->ch.closing)
+      on_eof(t);
+    proa__channel_read_submit(&t->ch);
+    proa__channel_maybe_finish(&t->ch);
+  }
+  proa__channel_unref(&t->ch);
+}
+
 int proa_transport_resume_reading(proa_transport *t) {
-  if (t->ch.closing)
+  if (t->ch.closing || t->ch.reading)
     return 0;
   t->ch.reading = true;
-  proa__channel_read_submit(&t->ch);
+  if (!t->stash_len && !t->stash_eof) {
+    proa__channel_read_submit(&t->ch);
+    return 0;
+  }
+  /* data_received must not run inside the caller's resume_reading. */
+  if (!t->resume_scheduled && proa__channel_schedule(&t->ch, resume_cb) == 0)
+    t->resume_scheduled = true;
   return 0;
 }
 
@@ -337,7 +381,9 @@ static void write_submit(proa_transport *t) {
     n++;
   }
   t->ch.write_pending = true;
-  proa__socket_send(t->ch.sock, &t->ch.write_op, t->send_bufs, n);
+  t->ch.write_op.bufs = t->send_bufs;
+  t->ch.write_op.count = n;
+  proa__ioh_write(t->ch.sock, &t->ch.write_op);
 }
 
 static void shutdown_write(proa_transport *t) {
@@ -374,8 +420,7 @@ static void tell_drained(proa_transport *t) {
 }
 
 static void on_write(proa__op *op) {
-  proa_transport *t = of((
-      proa__channel *)(void *)((char *)op - offsetof(proa__channel, write_op)));
+  proa_transport *t = of(proa__channel_of_write(op));
   t->ch.write_pending = false;
   if (op->result < 0 && !t->ch.aborting)
     proa__channel_abort(&t->ch, (int)op->result);
@@ -427,7 +472,7 @@ static intptr_t send_now(proa_transport *t, const proa_buf *bufs,
   intptr_t n;
   if (t->whead || t->ch.write_pending)
     return 0;
-  n = proa__socket_try_send(t->ch.sock, bufs, count);
+  n = proa__ioh_try_write(t->ch.sock, bufs, count);
   if (n == PROA_EAGAIN)
     return 0;
   if (n < 0)

@@ -9,7 +9,7 @@
  * the transport with one reference, the loop's. `server` (may be NULL) is
  * told when the connection is lost.
  */
-int proa__transport_new(proa_loop *loop, proa__socket *sock,
+int proa__transport_new(proa_loop *loop, proa__ioh *sock,
                         const proa_protocol *protocol, void *self,
                         proa_server *server, proa_transport **out);
 

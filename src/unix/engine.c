@@ -10,23 +10,6 @@
 
 #include "engine.h"
 
-static const proa__poller *const pollers[] = {
-#ifdef __linux__
-    &proa__poller_epoll,
-#endif
-    &proa__poller_poll,
-};
-
-static const proa__poller *find_poller(const char *name) {
-  size_t i;
-  if (!name)
-    return pollers[0];
-  for (i = 0; i < sizeof pollers / sizeof pollers[0]; i++)
-    if (strcmp(pollers[i]->name, name) == 0)
-      return pollers[i];
-  return NULL;
-}
-
 void proa__io_init(proa__io *io, int fd, proa__io_fn cb) {
   memset(io, 0, sizeof *io);
   io->fd = fd;
@@ -106,6 +89,7 @@ static void dispatch_posted(proa__backend *be) {
     be->done_head = be->done_tail = NULL;
     while (op) {
       proa__op *next = op->next;
+      be->inflight--;
       op->complete(op);
       op = next;
     }
@@ -146,7 +130,7 @@ static int wake_open(proa__backend *be) {
   return proa__io_watch(be, &be->wake_io, PROA__IO_READ);
 }
 
-void proa__backend_wakeup(proa__backend *be) {
+static void engine_wakeup(proa__backend *be) {
   uint64_t one = 1; /* eventfd wants 8 bytes; a pipe takes the first one */
   ssize_t n;
   size_t len = be->wake_write_fd == be->wake_io.fd ? sizeof one : 1;
@@ -192,27 +176,26 @@ static int signal_pipe_open(proa__backend *be) {
   return err;
 }
 
-int proa__backend_signal_start(proa__backend *be, int signum) {
+static int engine_signal_start(proa__backend *be, int signum) {
   int err = signal_pipe_open(be);
   return err ? err : proa__signal_claim(signum, be->signal_write_fd);
 }
 
-void proa__backend_signal_stop(proa__backend *be, int signum) {
+static void engine_signal_stop(proa__backend *be, int signum) {
   proa__signal_release(signum, be->signal_write_fd);
 }
 
 /* ---- the backend ---- */
 
-int proa__backend_init(proa_loop *loop, const char *name, proa__backend **out) {
-  const proa__poller *poller = find_poller(name);
+static int engine_init(proa_loop *loop, const proa__backend_ops *ops,
+                       const proa__poller *poller, proa__backend **out) {
   proa__backend *be;
   int err;
   *out = NULL;
-  if (!poller)
-    return PROA_EINVAL;
   be = calloc(1, sizeof *be);
   if (!be)
     return PROA_ENOMEM;
+  be->ops = ops;
   be->loop = loop;
   be->poller = poller;
   be->wake_write_fd = -1;
@@ -226,7 +209,7 @@ int proa__backend_init(proa_loop *loop, const char *name, proa__backend **out) {
   }
   err = wake_open(be);
   if (err) {
-    proa__backend_free(be);
+    be->ops->free(be);
     return err;
   }
   *out = be;
@@ -243,20 +226,20 @@ static void close_io(proa__backend *be, proa__io *io, int write_fd) {
   io->fd = -1;
 }
 
-void proa__backend_free(proa__backend *be) {
+static void engine_free(proa__backend *be) {
   if (!be)
     return;
+  PROA_ASSERT(be->inflight == 0, "the backend is freed with nothing in flight");
   close_io(be, &be->signal_io, be->signal_write_fd);
   close_io(be, &be->wake_io, be->wake_write_fd);
   be->poller->free(be);
+  free(be->lend_buf);
   free(be);
 }
 
-const char *proa__backend_name(const proa__backend *be) {
-  return be->poller->name;
-}
+static size_t engine_inflight(const proa__backend *be) { return be->inflight; }
 
-void proa__backend_post(proa__backend *be, proa__op *op) {
+void proa__engine_post(proa__backend *be, proa__op *op) {
   op->next = NULL;
   if (be->done_tail)
     be->done_tail->next = op;
@@ -265,7 +248,7 @@ void proa__backend_post(proa__backend *be, proa__op *op) {
   be->done_tail = op;
 }
 
-int proa__backend_poll(proa__backend *be, int64_t timeout_ms) {
+static int engine_poll(proa__backend *be, int64_t timeout_ms) {
   int timeout, err;
   if (be->done_head)
     timeout = 0; /* completions are waiting: just look for more */
@@ -280,3 +263,41 @@ int proa__backend_poll(proa__backend *be, int64_t timeout_ms) {
   dispatch_posted(be);
   return 0;
 }
+
+/* ---- the tables: one per poller, the same engine beneath ---- */
+
+#define ENGINE_OPS(init_fn)                                                    \
+  .init = init_fn, .free = engine_free, .poll = engine_poll,                   \
+  .wakeup = engine_wakeup, .inflight = engine_inflight,                        \
+  .signal_start = engine_signal_start, .signal_stop = engine_signal_stop,      \
+  .socket_open = proa__engine_socket_open, .adopt = proa__engine_adopt,        \
+  .close = proa__engine_close, .detach = proa__engine_detach,                  \
+  .read = proa__engine_read, .write = proa__engine_write,                      \
+  .wait_readable = proa__engine_wait_readable,                                 \
+  .wait_writable = proa__engine_wait_writable, .cancel = proa__engine_cancel,  \
+  .try_write = proa__engine_try_write, .connect = proa__engine_connect,        \
+  .accept = proa__engine_accept, .accept_max = 1,                              \
+  .try_recvfrom = proa__engine_try_recvfrom,                                   \
+  .try_sendto = proa__engine_try_sendto, .sendto = proa__engine_sendto
+
+#ifdef __linux__
+static const proa__backend_ops epoll_ops;
+static int epoll_init(proa_loop *loop, proa__backend **out) {
+  return engine_init(loop, &epoll_ops, &proa__poller_epoll, out);
+}
+static const proa__backend_ops epoll_ops = {.name = "epoll",
+                                            ENGINE_OPS(epoll_init)};
+#endif
+
+static const proa__backend_ops poll_ops;
+static int poll_init(proa_loop *loop, proa__backend **out) {
+  return engine_init(loop, &poll_ops, &proa__poller_poll, out);
+}
+static const proa__backend_ops poll_ops = {.name = "poll",
+                                           ENGINE_OPS(poll_init)};
+
+const proa__backend_ops *const proa__backends[] = {
+#ifdef __linux__
+    &epoll_ops,
+#endif
+    &poll_ops, NULL};

@@ -38,7 +38,9 @@ typedef struct proa__poller {
   int (*wait)(proa__backend *be, int timeout_ms);
 } proa__poller;
 
+/* The engine's state: the proa__backend of the epoll and poll tables. */
 struct proa__backend {
+  const proa__backend_ops *ops;
   proa_loop *loop;
   const proa__poller *poller;
   void *poller_data;
@@ -48,6 +50,8 @@ struct proa__backend {
   int signal_write_fd;
   proa__op *done_head, *done_tail; /* posted completions */
   proa__io *pending_head;          /* ios with events to dispatch */
+  size_t inflight;                 /* ops submitted and not yet delivered */
+  char *lend_buf;                  /* lent to reads without a buffer */
 };
 
 extern const proa__poller proa__poller_epoll;
@@ -56,6 +60,32 @@ extern const proa__poller proa__poller_poll;
 /* Starts, changes (events 0 stops) what `io` watches. */
 int proa__io_watch(proa__backend *be, proa__io *io, unsigned events);
 void proa__io_init(proa__io *io, int fd, proa__io_fn cb);
+
+/* Queues `op` (result set) to be completed from the next poll. */
+void proa__engine_post(proa__backend *be, proa__op *op);
+
+/* The handle operations (handle.c), shared by every poller's table. */
+int proa__engine_socket_open(proa__backend *be, int family, int type,
+                             int protocol, proa__ioh **out);
+int proa__engine_adopt(proa__backend *be, intptr_t os, proa__ioh **out);
+void proa__engine_close(proa__ioh *h);
+void proa__engine_detach(proa__ioh *h);
+void proa__engine_read(proa__ioh *h, proa__read_op *op);
+void proa__engine_write(proa__ioh *h, proa__write_op *op);
+void proa__engine_wait_readable(proa__ioh *h, proa__op *op);
+void proa__engine_wait_writable(proa__ioh *h, proa__op *op);
+void proa__engine_cancel(proa__ioh *h, proa__op *op);
+intptr_t proa__engine_try_write(proa__ioh *h, const proa_buf *bufs,
+                                size_t count);
+void proa__engine_connect(proa__ioh *h, proa__op *op,
+                          const proa_sockaddr *addr);
+void proa__engine_accept(proa__ioh *h, proa__accept_op *op);
+intptr_t proa__engine_try_recvfrom(proa__ioh *h, void *buf, size_t len,
+                                   proa_sockaddr *from);
+intptr_t proa__engine_try_sendto(proa__ioh *h, const void *buf, size_t len,
+                                 const proa_sockaddr *to);
+void proa__engine_sendto(proa__ioh *h, proa__op *op, const void *buf,
+                         size_t len, const proa_sockaddr *to);
 
 /* Called by pollers from wait(): records events for dispatch after it. */
 void proa__engine_event(proa__backend *be, proa__io *io, unsigned events);

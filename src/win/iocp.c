@@ -14,15 +14,14 @@
 #define BATCH 64
 #define MAX_ROUNDS 4
 
-int proa__backend_init(proa_loop *loop, const char *name, proa__backend **out) {
+static int iocp_init(proa_loop *loop, proa__backend **out) {
   proa__backend *be;
   WSADATA wsa;
   int err;
-  if (out == NULL || (name != NULL && strcmp(name, "iocp") != 0))
-    return PROA_EINVAL;
   be = (proa__backend *)calloc(1, sizeof *be);
   if (be == NULL)
     return PROA_ENOMEM;
+  be->ops = &proa__iocp_ops;
   be->loop = loop;
   be->port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1);
   if (be->port == NULL) {
@@ -42,21 +41,20 @@ int proa__backend_init(proa_loop *loop, const char *name, proa__backend **out) {
   return 0;
 }
 
-void proa__backend_free(proa__backend *be) {
+static void iocp_free(proa__backend *be) {
   if (be == NULL)
     return;
+  PROA_ASSERT(be->inflight == 0, "the backend is freed with nothing in flight");
   /* Signals first, so that no console event is posted to a closed port. */
   proa__win_signals_release(be);
   CloseHandle(be->port);
   if (be->wsa_started)
     WSACleanup();
+  free(be->lend_buf);
   free(be);
 }
 
-const char *proa__backend_name(const proa__backend *be) {
-  (void)be;
-  return "iocp";
-}
+static size_t iocp_inflight(const proa__backend *be) { return be->inflight; }
 
 HANDLE proa__backend_port(proa__backend *be) { return be->port; }
 
@@ -97,6 +95,8 @@ static void deliver(proa__backend *be, const OVERLAPPED_ENTRY *e) {
   if (e->lpOverlapped == NULL) /* PROA__KEY_WAKE: the wait is over */
     return;
   op = op_of(e->lpOverlapped);
+  if (e->lpCompletionKey == (ULONG_PTR)PROA__KEY_COUNTED)
+    be->inflight--;
   if (e->lpCompletionKey == (ULONG_PTR)PROA__KEY_IO) {
     /* The entry's Internal is the IO_STATUS_BLOCK status of the request. */
     status = (LONG)e->Internal;
@@ -112,19 +112,28 @@ static void deliver(proa__backend *be, const OVERLAPPED_ENTRY *e) {
  * again by a completion wait for the next poll. */
 static void deliver_spill(proa__backend *be) {
   proa__op *op = be->spill_head, *next;
+  proa__op *counted = be->cspill_head;
   be->spill_head = be->spill_tail = NULL;
+  be->cspill_head = be->cspill_tail = NULL;
   for (; op != NULL; op = next) {
     next = op->next;
     op->next = NULL;
     op->complete(op);
   }
+  for (op = counted; op != NULL; op = next) {
+    next = op->next;
+    op->next = NULL;
+    be->inflight--;
+    op->complete(op);
+  }
 }
 
-int proa__backend_poll(proa__backend *be, int64_t timeout_ms) {
+static int iocp_poll(proa__backend *be, int64_t timeout_ms) {
   OVERLAPPED_ENTRY entries[BATCH];
   ULONG n, i;
   int round;
-  DWORD timeout = be->spill_head != NULL ? 0 : wait_ms(timeout_ms);
+  bool spilled = be->spill_head != NULL || be->cspill_head != NULL;
+  DWORD timeout = spilled ? 0 : wait_ms(timeout_ms);
   for (round = 0; round < MAX_ROUNDS; round++) {
     if (!GetQueuedCompletionStatusEx(be->port, entries, BATCH, &n, timeout,
                                      FALSE)) {
@@ -139,25 +148,65 @@ int proa__backend_poll(proa__backend *be, int64_t timeout_ms) {
       break;
     timeout = 0;
   }
-  if (be->spill_head != NULL)
+  if (be->spill_head != NULL || be->cspill_head != NULL)
     deliver_spill(be);
   return 0;
 }
 
-void proa__backend_wakeup(proa__backend *be) {
+static void iocp_wakeup(proa__backend *be) {
   /* Failure means the kernel is out of memory; the loop's timers still end
    * the wait, and there is nobody to report to on a foreign thread. */
   PostQueuedCompletionStatus(be->port, 0, PROA__KEY_WAKE, NULL);
 }
 
-void proa__backend_post(proa__backend *be, proa__op *op) {
-  if (PostQueuedCompletionStatus(be->port, 0, PROA__KEY_POSTED,
-                                 &op->overlapped))
+/* Posts `op` under `key`; when the kernel cannot take it (out of memory),
+ * onto a list that the next poll completes. */
+static void post(proa__backend *be, proa__op *op, ULONG_PTR key,
+                 proa__op **head, proa__op **tail) {
+  if (PostQueuedCompletionStatus(be->port, 0, key, &op->overlapped))
     return;
   op->next = NULL;
-  if (be->spill_tail != NULL)
-    be->spill_tail->next = op;
+  if (*tail != NULL)
+    (*tail)->next = op;
   else
-    be->spill_head = op;
-  be->spill_tail = op;
+    *head = op;
+  *tail = op;
 }
+
+void proa__backend_post(proa__backend *be, proa__op *op) {
+  post(be, op, PROA__KEY_POSTED, &be->spill_head, &be->spill_tail);
+}
+
+void proa__iocp_post_counted(proa__backend *be, proa__op *op) {
+  be->inflight++;
+  post(be, op, PROA__KEY_COUNTED, &be->cspill_head, &be->cspill_tail);
+}
+
+const proa__backend_ops proa__iocp_ops = {
+    .name = "iocp",
+    .init = iocp_init,
+    .free = iocp_free,
+    .poll = iocp_poll,
+    .wakeup = iocp_wakeup,
+    .inflight = iocp_inflight,
+    .signal_start = proa__iocp_signal_start,
+    .signal_stop = proa__iocp_signal_stop,
+    .socket_open = proa__iocp_socket_open,
+    .adopt = proa__iocp_adopt,
+    .close = proa__iocp_close,
+    .detach = proa__iocp_detach,
+    .read = proa__iocp_read,
+    .write = proa__iocp_write,
+    .wait_readable = proa__iocp_wait_readable,
+    .wait_writable = proa__iocp_wait_writable,
+    .cancel = proa__iocp_cancel,
+    .try_write = proa__iocp_try_write,
+    .connect = proa__iocp_connect,
+    .accept = proa__iocp_accept,
+    .accept_max = PROA__IOCP_ACCEPT_MAX,
+    .try_recvfrom = proa__iocp_try_recvfrom,
+    .try_sendto = proa__iocp_try_sendto,
+    .sendto = proa__iocp_sendto,
+};
+
+const proa__backend_ops *const proa__backends[] = {&proa__iocp_ops, NULL};

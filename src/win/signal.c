@@ -90,7 +90,7 @@ static int take_slot(proa__backend *be, int slot) {
   return 0;
 }
 
-int proa__backend_signal_start(proa__backend *be, int signum) {
+int proa__iocp_signal_start(proa__backend *be, int signum) {
   int slot, err;
   if (signum < 1 || signum > proa__signal_max())
     return PROA_EINVAL;
@@ -105,7 +105,7 @@ int proa__backend_signal_start(proa__backend *be, int signum) {
   return err;
 }
 
-void proa__backend_signal_stop(proa__backend *be, int signum) {
+void proa__iocp_signal_stop(proa__backend *be, int signum) {
   int slot = slot_of(signum);
   if (slot < 0)
     return;

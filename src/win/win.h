@@ -14,10 +14,12 @@ enum proa__win_key {
   PROA__KEY_IO = 0,     /* kernel completion: result from the NTSTATUS */
   PROA__KEY_POSTED = 1, /* proa__backend_post: op->result already set */
   PROA__KEY_WAKE = 2,   /* proa__backend_wakeup, no OVERLAPPED */
-  PROA__KEY_SIGNAL = 3  /* console event: signal number in the byte count */
+  PROA__KEY_SIGNAL = 3, /* console event: signal number in the byte count */
+  PROA__KEY_COUNTED = 4 /* proa__iocp_post_counted: as POSTED, counted */
 };
 
 struct proa__backend {
+  const proa__backend_ops *ops;
   HANDLE port;
   proa_loop *loop;
   unsigned signals; /* bit n set: this backend owns signal n; loop thread */
@@ -25,7 +27,52 @@ struct proa__backend {
   /* Posted ops that PostQueuedCompletionStatus could not take (it fails
    * only when the kernel is out of memory); poll completes them. */
   proa__op *spill_head, *spill_tail;
+  /* The same for posts counted in `inflight` (PROA__KEY_COUNTED). */
+  proa__op *cspill_head, *cspill_tail;
+  size_t inflight; /* ops submitted and not yet delivered */
+  char *lend_buf;  /* lent to socket reads without a buffer */
 };
+
+/* The backend's table (iocp.c). */
+extern const proa__backend_ops proa__iocp_ops;
+
+/* Counts ops in flight (see proa__backend_ops.inflight). */
+static inline void proa__iocp_inflight_add(proa__backend *be, int n) {
+  be->inflight = (size_t)((intptr_t)be->inflight + n);
+}
+
+/* Queues `op` (with op->result set) to be completed from the next poll,
+ * through the port, so it travels the same path as kernel completions. */
+void proa__backend_post(proa__backend *be, proa__op *op);
+/* The same for an op of the caller's that no record carries: it counts in
+ * `inflight` until it is delivered. */
+void proa__iocp_post_counted(proa__backend *be, proa__op *op);
+
+/* The handle operations (handle.c). */
+int proa__iocp_socket_open(proa__backend *be, int family, int type,
+                           int protocol, proa__ioh **out);
+int proa__iocp_adopt(proa__backend *be, intptr_t os, proa__ioh **out);
+void proa__iocp_close(proa__ioh *h);
+void proa__iocp_detach(proa__ioh *h);
+void proa__iocp_read(proa__ioh *h, proa__read_op *op);
+void proa__iocp_write(proa__ioh *h, proa__write_op *op);
+void proa__iocp_wait_readable(proa__ioh *h, proa__op *op);
+void proa__iocp_wait_writable(proa__ioh *h, proa__op *op);
+void proa__iocp_cancel(proa__ioh *h, proa__op *op);
+intptr_t proa__iocp_try_write(proa__ioh *h, const proa_buf *bufs, size_t count);
+void proa__iocp_connect(proa__ioh *h, proa__op *op, const proa_sockaddr *addr);
+void proa__iocp_accept(proa__ioh *h, proa__accept_op *op);
+intptr_t proa__iocp_try_recvfrom(proa__ioh *h, void *buf, size_t len,
+                                 proa_sockaddr *from);
+intptr_t proa__iocp_try_sendto(proa__ioh *h, const void *buf, size_t len,
+                               const proa_sockaddr *to);
+void proa__iocp_sendto(proa__ioh *h, proa__op *op, const void *buf, size_t len,
+                       const proa_sockaddr *to);
+#define PROA__IOCP_ACCEPT_MAX 8
+
+/* Console control events as signals (signal.c). */
+int proa__iocp_signal_start(proa__backend *be, int signum);
+void proa__iocp_signal_stop(proa__backend *be, int signum);
 
 /* The backend's completion port, for associating handles with it. */
 HANDLE proa__backend_port(proa__backend *be);

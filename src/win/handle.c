@@ -1,4 +1,4 @@
-/* Socket operations for the Windows backend: overlapped Winsock on the port. */
+/* Handle operations for the Windows backend: overlapped I/O on the port. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +18,12 @@
 #define WSA_FLAG_NO_HANDLE_INHERIT 0x80
 #endif
 
-#define ACCEPT_MAX 8 /* AcceptEx calls in flight per listener */
+#define ACCEPT_MAX PROA__IOCP_ACCEPT_MAX /* AcceptEx calls in flight */
+#define READS_PER_WAKE 16 /* reads per completion before others get a turn */
+#define LEND_SIZE 65536   /* what a read without a buffer borrows */
+#ifndef SIO_BASE_HANDLE
+#define SIO_BASE_HANDLE _WSAIOR(IOC_WS2, 34)
+#endif
 /* What AcceptEx needs per address: the largest sockaddr plus 16 bytes. */
 #define ACCEPT_ADDR_LEN (sizeof(struct sockaddr_in6) + 16)
 /* One WSABUF holds at most this much; a larger buffer is sent in parts. */
@@ -33,10 +38,11 @@
  * ops that are not.
  */
 typedef struct io_rec {
-  proa__op op;            /* first: its OVERLAPPED is what the port returns */
-  proa__op *user;         /* the caller's op while in flight, else NULL */
-  struct proa__socket *s; /* the socket that issued it */
-  SOCKET pending;         /* accept only: the socket AcceptEx fills */
+  proa__op op;       /* first: its OVERLAPPED is what the port returns */
+  proa__op *user;    /* the caller's op while in flight, else NULL */
+  struct whandle *s; /* the handle that issued it */
+  SOCKET pending;    /* accept only: the socket AcceptEx fills */
+  void *pending_buf; /* pipe and file reads: where ReadFile puts bytes */
 } io_rec;
 
 /* What a socket is, as far as this file cares. */
@@ -46,21 +52,32 @@ typedef struct sock_info {
   bool ifs;                   /* its handles are real kernel handles */
 } sock_info;
 
+enum read_kind { READ_WAIT, READ_DATA };
 enum write_kind { WRITE_SEND, WRITE_SENDTO, WRITE_CONNECT };
 
-struct proa__socket {
-  SOCKET sock;
+typedef struct whandle {
+  proa__ioh h; /* first: what the code above sees */
+  SOCKET sock; /* sockets: h.os as a SOCKET */
+  HANDLE base; /* what CancelIoEx is given: the base provider's socket */
   proa__backend *be;
-  sock_info info;
-  bool skip;       /* FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is on */
-  bool icmp_known; /* datagram: ICMP reporting was settled (see below) */
-  bool closed;     /* closed with records in flight: the last one frees */
-  int inflight;    /* records whose completion has not run yet */
+  sock_info info;      /* sockets only */
+  bool skip;           /* FILE_SKIP_COMPLETION_PORT_ON_SUCCESS is on */
+  bool icmp_known;     /* datagram: ICMP reporting was settled (see below) */
+  bool closed;         /* closed with records in flight: the last one frees */
+  bool dispatching;    /* a read completion is running: close must not free */
+  bool read_inline;    /* ... and a read submitted now waits for it to return */
+  bool read_cancelled; /* a cancel came for that read */
+  int inflight;        /* records whose completion has not run yet */
+  enum read_kind read_kind;
   enum write_kind write_kind;
-  io_rec read;     /* wait_readable */
-  io_rec write;    /* send, sendto or connect */
+  io_rec read;     /* read or wait_readable */
+  io_rec write;    /* write, sendto or connect */
   io_rec *accepts; /* ACCEPT_MAX records, allocated by the first accept */
-};
+  char *lend_buf;  /* pipes: what a read without a buffer borrows */
+  uint64_t offset; /* files: where the next read or write goes */
+} whandle;
+
+static whandle *of_ioh(proa__ioh *h) { return (whandle *)(void *)h; }
 
 int proa__translate_socket_error(int err) { return proa__translate_wsa(err); }
 
@@ -98,7 +115,7 @@ static int ext_load(SOCKET sock, ext_entry *e) {
   return 0;
 }
 
-static bool ext_find(const proa__socket *s, ext_entry *out) {
+static bool ext_find(const whandle *s, ext_entry *out) {
   int i;
   bool found = false;
   AcquireSRWLockShared(&ext_lock);
@@ -114,7 +131,7 @@ static bool ext_find(const proa__socket *s, ext_entry *out) {
 }
 
 /* The socket's extension functions, from the cache or from its provider. */
-static int ext_get(const proa__socket *s, ext_entry *out) {
+static int ext_get(const whandle *s, ext_entry *out) {
   int err;
   if (ext_find(s, out))
     return 0;
@@ -182,7 +199,7 @@ static bool set_skip(SOCKET sock, bool ifs) {
   return SetFileCompletionNotificationModes((HANDLE)sock, modes) && ifs;
 }
 
-static void rec_init(io_rec *r, proa__socket *s, proa__op_fn fn) {
+static void rec_init(io_rec *r, whandle *s, proa__op_fn fn) {
   r->op.complete = fn;
   r->s = s;
   r->user = NULL;
@@ -197,27 +214,56 @@ static void write_done(proa__op *op);
  * affected) and associates it with the port. On failure `sock` is left
  * open for the caller to close.
  */
-static int wrap(proa__backend *be, SOCKET sock, const sock_info *info,
-                proa__socket **out) {
-  u_long one = 1;
+/* The socket of the base provider, which is what CancelIoEx must be given
+ * when a layered provider sits on top (libuv and wepoll learned this). */
+static HANDLE base_handle(SOCKET sock) {
+  SOCKET base = INVALID_SOCKET;
+  DWORD n = 0;
+  if (WSAIoctl(sock, SIO_BASE_HANDLE, NULL, 0, &base, sizeof base, &n, NULL,
+               NULL) != 0 ||
+      base == INVALID_SOCKET)
+    return (HANDLE)sock;
+  return (HANDLE)base;
+}
+
+/* A handle's state, associated with the port; `os` is left open for the
+ * caller to close on failure. */
+static int handle_new(proa__backend *be, HANDLE os, int kind, whandle **out) {
   int err;
-  proa__socket *s = (proa__socket *)calloc(1, sizeof *s);
+  whandle *s = (whandle *)calloc(1, sizeof *s);
   if (s == NULL)
     return PROA_ENOMEM;
-  if (ioctlsocket(sock, FIONBIO, &one) != 0)
-    err = last_error();
-  else
-    err = proa__backend_associate(be, (HANDLE)sock);
+  err = proa__backend_associate(be, os);
   if (err) {
     free(s);
     return err;
   }
-  s->sock = sock;
+  s->h.ops = &proa__iocp_ops;
+  s->h.os = (intptr_t)os;
+  s->h.kind = (unsigned char)kind;
+  s->sock = INVALID_SOCKET;
+  s->base = os;
   s->be = be;
-  s->info = *info;
-  s->skip = set_skip(sock, info->ifs);
   rec_init(&s->read, s, read_done);
   rec_init(&s->write, s, write_done);
+  *out = s;
+  return 0;
+}
+
+static int wrap(proa__backend *be, SOCKET sock, const sock_info *info,
+                whandle **out) {
+  u_long one = 1;
+  whandle *s;
+  int err;
+  if (ioctlsocket(sock, FIONBIO, &one) != 0)
+    return last_error();
+  err = handle_new(be, (HANDLE)sock, PROA__IOH_SOCKET, &s);
+  if (err)
+    return err;
+  s->sock = sock;
+  s->base = base_handle(sock);
+  s->info = *info;
+  s->skip = set_skip(sock, info->ifs);
   /* Off from the start, or an ICMP report about one peer would fail the
    * receives of an unconnected socket; a connected one gets it back. */
   if (info->type == SOCK_DGRAM)
@@ -226,8 +272,8 @@ static int wrap(proa__backend *be, SOCKET sock, const sock_info *info,
   return 0;
 }
 
-int proa__socket_open(proa__backend *be, int family, int type, int protocol,
-                      proa__socket **out) {
+int proa__iocp_socket_open(proa__backend *be, int family, int type,
+                           int protocol, proa__ioh **out) {
   int os_family = proa__os_family(family);
   int os_type = proa__os_socktype(type);
   SOCKET sock;
@@ -240,44 +286,69 @@ int proa__socket_open(proa__backend *be, int family, int type, int protocol,
     return err;
   err = query_info(sock, &info);
   if (!err)
-    err = wrap(be, sock, &info, out);
+    err = wrap(be, sock, &info, (whandle **)(void *)out);
   if (err)
     closesocket(sock);
   return err;
 }
 
-int proa__socket_adopt(proa__backend *be, intptr_t fd, proa__socket **out) {
-  SOCKET sock = (SOCKET)fd;
+/*
+ * Takes over a socket, a pipe or a file. Sockets report FILE_TYPE_PIPE (or
+ * FILE_TYPE_UNKNOWN under some providers), so asking Winsock tells them
+ * apart. Pipes and files must have been opened for overlapped I/O.
+ */
+int proa__iocp_adopt(proa__backend *be, intptr_t os, proa__ioh **out) {
+  HANDLE h = (HANDLE)os;
+  SOCKET sock = (SOCKET)os;
   sock_info info;
-  int err;
-  if (be == NULL || out == NULL || fd == -1 || sock == INVALID_SOCKET)
+  DWORD type;
+  int kind;
+  if (be == NULL || out == NULL || os == -1 || h == NULL)
     return PROA_EBADF;
-  err = query_info(sock, &info); /* also tells a socket from other handles */
-  if (err)
-    return err;
-  SetHandleInformation((HANDLE)sock, HANDLE_FLAG_INHERIT, 0);
-  return wrap(be, sock, &info, out);
+  if (query_info(sock, &info) == 0) {
+    SetHandleInformation(h, HANDLE_FLAG_INHERIT, 0);
+    return wrap(be, sock, &info, (whandle **)(void *)out);
+  }
+  type = GetFileType(h);
+  if (type == FILE_TYPE_DISK)
+    kind = PROA__IOH_FILE;
+  else if (type == FILE_TYPE_PIPE || type == FILE_TYPE_CHAR)
+    kind = PROA__IOH_PIPE;
+  else
+    return PROA_EBADF;
+  return handle_new(be, h, kind, (whandle **)(void *)out);
 }
 
-static void socket_free(proa__socket *s) {
+static void handle_free(whandle *s) {
   free(s->accepts);
+  free(s->lend_buf);
   free(s);
 }
 
-void proa__socket_close(proa__socket *s) {
-  if (s == NULL)
-    return;
-  closesocket(s->sock);
+static void release(proa__ioh *h, bool close_os) {
+  whandle *s = of_ioh(h);
+  PROA_ASSERT(s->inflight == 0,
+              "a handle is closed only once its operations completed");
+  if (close_os && s->h.kind == PROA__IOH_SOCKET)
+    closesocket(s->sock);
+  else if (close_os)
+    CloseHandle((HANDLE)s->h.os);
   s->sock = INVALID_SOCKET;
-  /* The contract says nothing is in flight now. If something is, the
-   * kernel still owns its OVERLAPPED: the last completion frees. */
-  if (s->inflight > 0)
+  s->h.os = -1;
+  /* In release builds a broken contract still frees nothing the kernel
+   * owns: the last completion frees. A read completion that is running
+   * frees it when it returns. */
+  if (s->inflight > 0 || s->dispatching)
     s->closed = true;
   else
-    socket_free(s);
+    handle_free(s);
 }
 
-intptr_t proa__socket_fd(const proa__socket *s) { return (intptr_t)s->sock; }
+void proa__iocp_close(proa__ioh *h) { release(h, true); }
+
+/* The handle stays open, and associated with the port: Windows cannot undo
+ * that, so the caller gets it back for synchronous use or to close. */
+void proa__iocp_detach(proa__ioh *h) { release(h, false); }
 
 /* ---- completions ---- */
 
@@ -287,14 +358,15 @@ intptr_t proa__socket_fd(const proa__socket *s) { return (intptr_t)s->sock; }
  * socket freed with the last record).
  */
 static proa__op *rec_end(io_rec *r) {
-  proa__socket *s = r->s;
+  whandle *s = r->s;
   proa__op *user = r->user;
   r->user = NULL;
   s->inflight--;
+  proa__iocp_inflight_add(s->be, -1);
   if (!s->closed)
     return user;
-  if (s->inflight == 0)
-    socket_free(s);
+  if (s->inflight == 0 && !s->dispatching)
+    handle_free(s);
   return NULL;
 }
 
@@ -318,17 +390,42 @@ static intptr_t dgram_wait_result(intptr_t r) {
   return r;
 }
 
+static void read_data(whandle *s);
+static void issue_read(whandle *s);
+
+/* A pipe's or file's read ended; the end of the data is a read of 0. */
+static intptr_t pipe_result(whandle *s, intptr_t result) {
+  if (result == PROA_EOF)
+    return 0;
+  if (result > 0 && s->h.kind == PROA__IOH_FILE)
+    s->offset += (uint64_t)result;
+  return result;
+}
+
 static void read_done(proa__op *op) {
   io_rec *r = (io_rec *)(void *)op;
-  intptr_t result = op->result > 0 ? 0 : op->result;
-  if (r->s->info.type == SOCK_DGRAM)
+  whandle *s = r->s;
+  intptr_t result = op->result;
+  if (s->h.kind != PROA__IOH_SOCKET) {
+    if (s->read_kind == READ_DATA)
+      ((proa__read_op *)(void *)r->user)->data = s->read.pending_buf;
+    finish(r, s->read_kind == READ_DATA ? pipe_result(s, result)
+                                        : (result > 0 ? 0 : result));
+    return;
+  }
+  /* Sockets wait with a zero-byte receive, then read what is there. */
+  result = result > 0 ? 0 : result;
+  if (s->info.type == SOCK_DGRAM)
     result = dgram_wait_result(result);
-  finish(r, result);
+  if (s->read_kind == READ_DATA && result == 0 && !s->closed)
+    read_data(s);
+  else
+    finish(r, result);
 }
 
 static void write_done(proa__op *op) {
   io_rec *r = (io_rec *)(void *)op;
-  proa__socket *s = r->s;
+  whandle *s = r->s;
   intptr_t result = op->result;
   if (s->closed) {
     finish(r, result);
@@ -353,7 +450,7 @@ static void write_done(proa__op *op) {
  * it is STATUS_BUFFER_OVERFLOW, a warning, and the call ran. Either way the
  * completion comes from a later poll.
  */
-static void submitted(proa__socket *s, io_rec *r, int err, intptr_t bytes) {
+static void submitted(whandle *s, io_rec *r, int err, intptr_t bytes) {
   bool ran = err == 0 || err == WSAEMSGSIZE;
   if (err == WSA_IO_PENDING || (ran && !s->skip))
     return;
@@ -365,18 +462,20 @@ static int call_error(int rc) { return rc == 0 ? 0 : WSAGetLastError(); }
 
 /* Puts the caller's op in flight on `r`; false if `r` is busy already. */
 static bool rec_begin(io_rec *r, proa__op *user) {
+  PROA_ASSERT(r->user == NULL, "one operation per direction per handle");
   if (r->user != NULL)
     return false;
   memset(&r->op.overlapped, 0, sizeof r->op.overlapped);
   r->user = user;
   r->s->inflight++;
+  proa__iocp_inflight_add(r->s->be, 1);
   return true;
 }
 
 /* Completes the caller's op from the next poll without a record. */
-static void post_user(proa__socket *s, proa__op *op, int err) {
+static void post_user(whandle *s, proa__op *op, int err) {
   op->result = err;
-  proa__backend_post(s->be, op);
+  proa__iocp_post_counted(s->be, op);
 }
 
 /* ---- datagram ICMP reports ---- */
@@ -387,7 +486,7 @@ static void post_user(proa__socket *s, proa__op *op, int err) {
  * gets them back once, so that a connected endpoint learns ECONNREFUSED as
  * it does on Unix. Checked on the first wait or connected send.
  */
-static void dgram_settle_icmp(proa__socket *s) {
+static void dgram_settle_icmp(whandle *s) {
   struct sockaddr_storage peer;
   int len = (int)sizeof peer;
   if (s->info.type != SOCK_DGRAM || s->icmp_known)
@@ -404,21 +503,13 @@ static int clamp_int(size_t len) {
 }
 
 /* Non-blocking calls report "would block" as PROA_EAGAIN. */
-static intptr_t nb_error(proa__socket *s) {
+static intptr_t nb_error(whandle *s) {
   int err = WSAGetLastError();
   if (err == WSAEWOULDBLOCK)
     return PROA_EAGAIN;
   if (err == WSAECONNRESET && s->info.type == SOCK_DGRAM)
     return PROA_ECONNREFUSED; /* an ICMP port unreachable */
   return proa__translate_wsa(err);
-}
-
-intptr_t proa__socket_try_recv(proa__socket *s, void *buf, size_t len) {
-  int n;
-  if (buf == NULL && len > 0)
-    return PROA_EINVAL;
-  n = recv(s->sock, (char *)buf, clamp_int(len), 0);
-  return n >= 0 ? (intptr_t)n : nb_error(s);
 }
 
 /*
@@ -442,10 +533,14 @@ static DWORD to_wsabufs(const proa_buf *bufs, size_t count, WSABUF *wb) {
   return n;
 }
 
-intptr_t proa__socket_try_send(proa__socket *s, const proa_buf *bufs,
-                               size_t count) {
+/* Pipes and files take no non-blocking write: they always queue. */
+intptr_t proa__iocp_try_write(proa__ioh *h, const proa_buf *bufs,
+                              size_t count) {
+  whandle *s = of_ioh(h);
   WSABUF wb[PROA__MAX_SEND_BUFS];
   DWORD n = 0, nb;
+  if (s->h.kind != PROA__IOH_SOCKET)
+    return PROA_EAGAIN;
   if (bufs == NULL)
     return count ? PROA_EINVAL : 0;
   nb = to_wsabufs(bufs, count, wb);
@@ -456,8 +551,9 @@ intptr_t proa__socket_try_send(proa__socket *s, const proa_buf *bufs,
   return (intptr_t)n;
 }
 
-intptr_t proa__socket_try_recvfrom(proa__socket *s, void *buf, size_t len,
-                                   proa_sockaddr *from) {
+intptr_t proa__iocp_try_recvfrom(proa__ioh *h, void *buf, size_t len,
+                                 proa_sockaddr *from) {
+  whandle *s = of_ioh(h);
   int fromlen = (int)sizeof from->storage, n;
   struct sockaddr *sa = from ? (struct sockaddr *)(void *)from->storage : NULL;
   if (buf == NULL && len > 0)
@@ -477,8 +573,9 @@ intptr_t proa__socket_try_recvfrom(proa__socket *s, void *buf, size_t len,
   return n;
 }
 
-intptr_t proa__socket_try_sendto(proa__socket *s, const void *buf, size_t len,
-                                 const proa_sockaddr *to) {
+intptr_t proa__iocp_try_sendto(proa__ioh *h, const void *buf, size_t len,
+                               const proa_sockaddr *to) {
+  whandle *s = of_ioh(h);
   int n;
   if ((buf == NULL && len > 0) ||
       (to && (to->len <= 0 || to->len > (int)sizeof to->storage)))
@@ -500,12 +597,38 @@ intptr_t proa__socket_try_sendto(proa__socket *s, const void *buf, size_t len,
 /* What a zero-byte receive points at (a NULL buffer upsets some providers). */
 static char zero_buf[1];
 
-void proa__socket_wait_readable(proa__socket *s, proa__op *op) {
+/*
+ * Starts the read side's record: a socket waits with a zero-byte receive
+ * (a peek for datagrams) so that an idle connection pins no buffer; a pipe
+ * or file reads with ReadFile into the op's buffer, or waits with a
+ * zero-byte ReadFile.
+ */
+static void issue_read(whandle *s) {
+  io_rec *r = &s->read;
   WSABUF wb;
   DWORD n = 0, flags = 0;
   int rc;
-  if (!rec_begin(&s->read, op)) {
-    post_user(s, op, PROA_EBUSY);
+  memset(&r->op.overlapped, 0, sizeof r->op.overlapped);
+  if (s->h.kind != PROA__IOH_SOCKET) {
+    void *buf = zero_buf;
+    size_t len = 0;
+    if (s->read_kind == READ_DATA) {
+      buf = proa__read_target((proa__read_op *)(void *)r->user, &s->lend_buf,
+                              LEND_SIZE, &len);
+      if (buf == NULL) {
+        r->op.result =
+            PROA__READ_TARGET_ERROR((proa__read_op *)(void *)r->user);
+        proa__backend_post(s->be, &r->op);
+        return;
+      }
+    }
+    r->pending_buf = buf;
+    r->op.overlapped.Offset = (DWORD)s->offset;
+    r->op.overlapped.OffsetHigh = (DWORD)(s->offset >> 32);
+    rc = ReadFile((HANDLE)s->h.os, buf,
+                  (DWORD)(len > MAX_WSABUF_LEN ? MAX_WSABUF_LEN : len), &n,
+                  &r->op.overlapped);
+    submitted(s, r, rc ? 0 : (int)GetLastError(), (intptr_t)n);
     return;
   }
   wb.buf = zero_buf;
@@ -514,36 +637,140 @@ void proa__socket_wait_readable(proa__socket *s, proa__op *op) {
     /* A zero-byte receive would consume the datagram; a peek does not. */
     dgram_settle_icmp(s);
     flags = MSG_PEEK;
-    rc = WSARecvFrom(s->sock, &wb, 1, &n, &flags, NULL, NULL,
-                     &s->read.op.overlapped, NULL);
+    rc = WSARecvFrom(s->sock, &wb, 1, &n, &flags, NULL, NULL, &r->op.overlapped,
+                     NULL);
   } else {
-    rc = WSARecv(s->sock, &wb, 1, &n, &flags, &s->read.op.overlapped, NULL);
+    rc = WSARecv(s->sock, &wb, 1, &n, &flags, &r->op.overlapped, NULL);
   }
-  submitted(s, &s->read, call_error(rc), 0);
+  submitted(s, r, call_error(rc), 0);
 }
 
-void proa__socket_send(proa__socket *s, proa__op *op, const proa_buf *bufs,
-                       size_t count) {
-  WSABUF wb[PROA__MAX_SEND_BUFS];
-  DWORD n = 0, nb;
-  int rc;
-  if (bufs == NULL || count == 0) {
-    post_user(s, op, PROA_EINVAL);
-    return;
-  }
-  if (!rec_begin(&s->write, op)) {
+static void read_begin(whandle *s, proa__op *op, enum read_kind kind) {
+  if (!rec_begin(&s->read, op)) {
     post_user(s, op, PROA_EBUSY);
     return;
   }
-  /* The kernel copies the WSABUF array, so it may live on the stack. */
-  nb = to_wsabufs(bufs, count, wb);
+  s->read_kind = kind;
+  if (!s->read_inline) /* else read_data goes on when the callback returns */
+    issue_read(s);
+}
+
+void proa__iocp_wait_readable(proa__ioh *h, proa__op *op) {
+  read_begin(of_ioh(h), op, READ_WAIT);
+}
+
+void proa__iocp_read(proa__ioh *h, proa__read_op *op) {
+  read_begin(of_ioh(h), &op->op, READ_DATA);
+}
+
+/* A socket's non-blocking receive into the op's buffer: the bytes, 0 at
+ * the end, PROA_EAGAIN, or the error; *full says it filled the buffer. */
+static intptr_t recv_into(whandle *s, proa__read_op *op, bool *full) {
+  size_t len = 0;
+  void *buf = proa__read_target(op, &s->be->lend_buf, LEND_SIZE, &len);
+  int n;
+  *full = false;
+  if (buf == NULL)
+    return PROA__READ_TARGET_ERROR(op);
+  n = recv(s->sock, (char *)buf, clamp_int(len), 0);
+  if (n < 0)
+    return nb_error(s);
+  op->data = buf;
+  *full = (size_t)n == (size_t)clamp_int(len);
+  return n;
+}
+
+/*
+ * The zero-byte wait of a socket read ended: read, complete, and go on
+ * reading while the completion submits the next read and the last one
+ * filled its buffer, all without another system call to wait. A read
+ * submitted from the completion only records itself (read_inline); what
+ * it needs is done here when the callback returns.
+ */
+static void read_data(whandle *s) {
+  int i;
+  for (i = 0; i < READS_PER_WAKE; i++) {
+    io_rec *r = &s->read;
+    bool full = false;
+    intptr_t n = s->read_cancelled
+                     ? PROA_ECANCELED
+                     : recv_into(s, (proa__read_op *)(void *)r->user, &full);
+    s->read_cancelled = false;
+    if (n == PROA_EAGAIN) {
+      issue_read(s); /* spurious: wait again, still in flight */
+      return;
+    }
+    s->dispatching = s->read_inline = true;
+    finish(r, n);
+    s->dispatching = s->read_inline = false;
+    if (s->closed) {
+      if (s->inflight == 0)
+        handle_free(s);
+      return;
+    }
+    if (r->user == NULL)
+      return; /* no next read */
+    if (s->read_kind != READ_DATA || (!full && !s->read_cancelled)) {
+      issue_read(s);
+      return;
+    }
+  }
+  issue_read(s);
+}
+
+/* A pipe or a file takes one buffer per WriteFile: the first. */
+static void write_file(whandle *s, const proa_buf *buf) {
+  io_rec *r = &s->write;
+  DWORD n = 0;
+  BOOL ok;
+  r->op.overlapped.Offset = (DWORD)s->offset;
+  r->op.overlapped.OffsetHigh = (DWORD)(s->offset >> 32);
+  ok = WriteFile((HANDLE)s->h.os, buf->base,
+                 (DWORD)(buf->len > MAX_WSABUF_LEN ? MAX_WSABUF_LEN : buf->len),
+                 &n, &r->op.overlapped);
+  submitted(s, r, ok ? 0 : (int)GetLastError(), (intptr_t)n);
+}
+
+void proa__iocp_write(proa__ioh *h, proa__write_op *wop) {
+  whandle *s = of_ioh(h);
+  WSABUF wb[PROA__MAX_SEND_BUFS];
+  DWORD n = 0, nb;
+  int rc;
+  if (wop->bufs == NULL || wop->count == 0) {
+    post_user(s, &wop->op, PROA_EINVAL);
+    return;
+  }
+  if (!rec_begin(&s->write, &wop->op)) {
+    post_user(s, &wop->op, PROA_EBUSY);
+    return;
+  }
   s->write_kind = WRITE_SEND;
+  if (s->h.kind != PROA__IOH_SOCKET) {
+    write_file(s, &wop->bufs[0]);
+    return;
+  }
+  /* The kernel copies the WSABUF array, so it may live on the stack. */
+  nb = to_wsabufs(wop->bufs, wop->count, wb);
   rc = WSASend(s->sock, wb, nb, &n, 0, &s->write.op.overlapped, NULL);
   submitted(s, &s->write, call_error(rc), (intptr_t)n);
 }
 
-void proa__socket_sendto(proa__socket *s, proa__op *op, const void *buf,
-                         size_t len, const proa_sockaddr *to) {
+/* Overlapped writes never need to wait for room: the kernel queues them.
+ * So a handle is always writable here; readiness proper is AFD's work. */
+void proa__iocp_wait_writable(proa__ioh *h, proa__op *op) {
+  whandle *s = of_ioh(h);
+  if (!rec_begin(&s->write, op)) {
+    post_user(s, op, PROA_EBUSY);
+    return;
+  }
+  s->write_kind = WRITE_SEND;
+  s->write.op.result = 0;
+  proa__backend_post(s->be, &s->write.op);
+}
+
+void proa__iocp_sendto(proa__ioh *h, proa__op *op, const void *buf, size_t len,
+                       const proa_sockaddr *to) {
+  whandle *s = of_ioh(h);
   WSABUF wb;
   DWORD n = 0;
   int rc;
@@ -568,7 +795,7 @@ void proa__socket_sendto(proa__socket *s, proa__op *op, const void *buf,
 }
 
 /* ConnectEx insists on a bound socket: the wildcard of its family. */
-static int bind_if_unbound(proa__socket *s) {
+static int bind_if_unbound(whandle *s) {
   struct sockaddr_storage ss;
   int len = (int)sizeof ss;
   if (getsockname(s->sock, (struct sockaddr *)&ss, &len) == 0)
@@ -584,7 +811,7 @@ static int bind_if_unbound(proa__socket *s) {
 }
 
 /* Datagram sockets connect at once; the result still comes from poll. */
-static void connect_dgram(proa__socket *s, const proa_sockaddr *addr) {
+static void connect_dgram(whandle *s, const proa_sockaddr *addr) {
   int rc = connect(
       s->sock, (const struct sockaddr *)(const void *)addr->storage, addr->len);
   s->write.op.result = rc == 0 ? 0 : last_error();
@@ -595,13 +822,15 @@ static void connect_dgram(proa__socket *s, const proa_sockaddr *addr) {
   proa__backend_post(s->be, &s->write.op);
 }
 
-void proa__socket_connect(proa__socket *s, proa__op *op,
-                          const proa_sockaddr *addr) {
+void proa__iocp_connect(proa__ioh *h, proa__op *op, const proa_sockaddr *addr) {
+  whandle *s = of_ioh(h);
   ext_entry ext;
   int err = 0;
   BOOL ok;
   if (addr == NULL || addr->len <= 0 || addr->len > (int)sizeof addr->storage)
     err = PROA_EINVAL;
+  else if (s->h.kind != PROA__IOH_SOCKET)
+    err = PROA_ENOTSOCK;
   if (!err && s->info.type == SOCK_STREAM)
     err = bind_if_unbound(s);
   if (!err && s->info.type == SOCK_STREAM)
@@ -625,12 +854,10 @@ void proa__socket_connect(proa__socket *s, proa__op *op,
 
 /* ---- accept ---- */
 
-int proa__accept_ops_max(void) { return ACCEPT_MAX; }
-
 static void accept_done(proa__op *op);
 
 /* A free accept record of `s`, allocating them on first use. */
-static io_rec *accept_rec(proa__socket *s, int *err) {
+static io_rec *accept_rec(whandle *s, int *err) {
   int i;
   if (s->accepts == NULL) {
     s->accepts = (io_rec *)calloc(ACCEPT_MAX, sizeof *s->accepts);
@@ -649,13 +876,12 @@ static io_rec *accept_rec(proa__socket *s, int *err) {
 }
 
 /* Makes the socket AcceptEx filled a proa__socket like the listener. */
-static intptr_t accept_finish(proa__socket *ls, io_rec *r,
-                              proa__accept_op *aop) {
+static intptr_t accept_finish(whandle *ls, io_rec *r, proa__accept_op *aop) {
   int err;
   if (setsockopt(r->pending, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT,
                  (const char *)&ls->sock, (int)sizeof ls->sock) != 0)
     return last_error();
-  err = wrap(ls->be, r->pending, &ls->info, &aop->accepted);
+  err = wrap(ls->be, r->pending, &ls->info, (whandle **)(void *)&aop->accepted);
   if (err)
     return err;
   r->pending = INVALID_SOCKET; /* owned by aop->accepted now */
@@ -665,7 +891,7 @@ static intptr_t accept_finish(proa__socket *ls, io_rec *r,
 
 static void accept_done(proa__op *op) {
   io_rec *r = (io_rec *)(void *)op;
-  proa__socket *ls = r->s;
+  whandle *ls = r->s;
   proa__accept_op *aop = (proa__accept_op *)(void *)r->user;
   intptr_t result = op->result > 0 ? 0 : op->result;
   if (!ls->closed) {
@@ -681,13 +907,16 @@ static void accept_done(proa__op *op) {
   finish(r, result);
 }
 
-void proa__socket_accept(proa__socket *s, proa__accept_op *aop) {
+void proa__iocp_accept(proa__ioh *h, proa__accept_op *aop) {
+  whandle *s = of_ioh(h);
   ext_entry ext;
   io_rec *r = NULL;
   SOCKET pending = INVALID_SOCKET;
   DWORD n = 0;
   BOOL ok;
-  int err = s->info.type == SOCK_STREAM ? 0 : PROA_ENOTSUP;
+  int err = s->h.kind == PROA__IOH_SOCKET && s->info.type == SOCK_STREAM
+                ? 0
+                : PROA_ENOTSUP;
   aop->accepted = NULL;
   aop->pending = (uintptr_t)INVALID_SOCKET;
   if (!err)
@@ -711,7 +940,7 @@ void proa__socket_accept(proa__socket *s, proa__accept_op *aop) {
 /* ---- cancel ---- */
 
 /* The record carrying `op`, or NULL when `op` is not in flight here. */
-static io_rec *rec_of(proa__socket *s, const proa__op *op) {
+static io_rec *rec_of(whandle *s, const proa__op *op) {
   int i;
   if (s->read.user == op)
     return &s->read;
@@ -723,11 +952,22 @@ static io_rec *rec_of(proa__socket *s, const proa__op *op) {
   return NULL;
 }
 
-void proa__socket_cancel(proa__socket *s, proa__op *op) {
+void proa__iocp_cancel(proa__ioh *h, proa__op *op) {
+  whandle *s = of_ioh(h);
   io_rec *r;
   if (s == NULL || op == NULL || (r = rec_of(s, op)) == NULL)
     return;
-  /* ERROR_NOT_FOUND means the op finished (or its result was posted by
-   * this file): its completion, with the real result, is on its way. */
-  CancelIoEx((HANDLE)s->sock, &r->op.overlapped);
+  if (r == &s->read && s->read_inline) {
+    s->read_cancelled = true; /* recorded, not issued: read_data ends it */
+    return;
+  }
+  if (CancelIoEx(s->base, &r->op.overlapped))
+    return;
+  /* ERROR_NOT_FOUND: the op finished (or this file posted its result);
+   * its completion, with the real result, is on its way. Anything else
+   * means the handle given was wrong for this op: try the socket itself
+   * before giving up, since a close that waits for the op would hang. */
+  if (GetLastError() != ERROR_NOT_FOUND && s->base != (HANDLE)s->h.os &&
+      CancelIoEx((HANDLE)s->h.os, &r->op.overlapped))
+    return;
 }

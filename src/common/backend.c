@@ -1,0 +1,73 @@
+/* Choosing a backend at run time, and the report of a broken contract rule. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void proa__assert_fail(const char *rule, const char *cond, const char *file,
+                       int line) {
+  fprintf(stderr, "proa: backend contract broken: %s (%s) at %s:%d\n", rule,
+          cond, file, line);
+  fflush(stderr);
+  abort();
+}
+
+void *proa__read_target(proa__read_op *op, char **lend, size_t lend_size,
+                        size_t *len) {
+  void *buf;
+  if (op->alloc) {
+    *len = 0;
+    buf = op->alloc(op, len);
+    return buf && *len ? buf : NULL;
+  }
+  if (op->buf) {
+    *len = op->len;
+    return op->buf;
+  }
+  if (!*lend && !(*lend = malloc(lend_size)))
+    return NULL;
+  *len = lend_size;
+  return *lend;
+}
+
+static const proa__backend_ops *find(const char *name) {
+  size_t i;
+  for (i = 0; proa__backends[i]; i++)
+    if (strcmp(proa__backends[i]->name, name) == 0)
+      return proa__backends[i];
+  return NULL;
+}
+
+/* Starts `ops`, or what it falls back to when it cannot start here. */
+static int start(proa_loop *loop, const proa__backend_ops *ops,
+                 const proa__backend_ops **used, proa__backend **out) {
+  int err;
+  do {
+    err = ops->init(loop, out);
+    if (!err) {
+      *used = ops;
+      return 0;
+    }
+    ops = ops->fallback;
+  } while (ops);
+  return err;
+}
+
+int proa__backend_open(proa_loop *loop, const char *name,
+                       const proa__backend_ops **ops, proa__backend **out) {
+  const proa__backend_ops *want;
+  size_t i;
+  int err = PROA_EINVAL;
+  *out = NULL;
+  if (name) {
+    want = find(name);
+    return want ? start(loop, want, ops, out) : PROA_EINVAL;
+  }
+  for (i = 0; proa__backends[i]; i++) {
+    err = start(loop, proa__backends[i], ops, out);
+    if (!err)
+      return 0;
+  }
+  return err;
+}
