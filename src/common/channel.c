@@ -16,6 +16,8 @@ void proa__channel_init(proa__channel *ch, const proa__channel_class *cls,
   ch->read_op.op.complete = on_read;
   ch->write_op.op.complete = on_write;
   ch->reading = true;
+  ch->obj = ch;
+  ch->release = proa__channel_release;
   proa__flow_init(&ch->flow);
   proa__resource_add(loop, &ch->res, close_now);
 }
@@ -31,7 +33,7 @@ void proa__channel_unref(proa__channel *ch) {
   proa__resource_remove(loop, &ch->res);
   if (ch->sock) /* never started: nothing can be in flight */
     proa__ioh_close(ch->sock);
-  free(ch);
+  free(ch->obj); /* the public object is the allocation */
   proa_loop_unref(loop);
 }
 
@@ -80,7 +82,7 @@ static void made_cb(void *arg) {
       /* The future owns this reference from here on, whatever the call
        * returns (it can only fail to schedule the callbacks). */
       proa__channel_ref(ch);
-      proa_future_set_result(waiter, ch, proa__channel_release);
+      proa_future_set_result(waiter, ch->obj, ch->release);
     }
     proa_future_unref(waiter);
   }

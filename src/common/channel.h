@@ -42,7 +42,9 @@ struct proa__channel {
   proa__read_op read_op;   /* streams read; datagrams wait with .op */
   proa__write_op write_op; /* streams write; datagrams send with .op */
   proa__flow flow;
-  int error; /* what connection_lost will say */
+  void *obj; /* the public object: what the waiter gets, and what is freed */
+  proa_free_fn release; /* how the waiter's result lets go of obj */
+  int error;            /* what connection_lost will say */
   bool made, reading, eof, read_pending, write_pending;
   bool closing, aborting, lost_scheduled;
 };

@@ -17,8 +17,9 @@ typedef struct wchunk {
   char data[];
 } wchunk;
 
-struct proa_transport {
-  proa__channel ch; /* first: lifetime, ops, flow control, closing */
+typedef struct stream {
+  proa_transport iface; /* first: the class that proa_transport_* calls */
+  proa__channel ch;     /* lifetime, ops, flow control, closing */
   const proa_protocol *proto;
   void *self;
   proa_server *server;
@@ -37,10 +38,15 @@ struct proa_transport {
   size_t stash_len;
   bool stash_eof;
   bool resume_scheduled;
-};
+} stream;
 
-static proa_transport *of(proa__channel *ch) {
-  return (proa_transport *)(void *)ch;
+static stream *of(proa__channel *ch) {
+  return (stream *)(void *)((char *)ch - offsetof(stream, ch));
+}
+
+static stream *S(proa_transport *t) { return (stream *)(void *)t; }
+static const stream *CS(const proa_transport *t) {
+  return (const stream *)(const void *)t;
 }
 
 /* ---- the write queue's memory, recycled through the loop ---- */
@@ -60,7 +66,7 @@ static proa_buf *sendbufs_get(proa_loop *loop) {
   return b->bufs;
 }
 
-static void sendbufs_put(proa_transport *t) {
+static void sendbufs_put(stream *t) {
   sendbufs *b = (sendbufs *)(void *)t->send_bufs;
   proa_loop *loop = t->ch.loop;
   t->send_bufs = NULL;
@@ -104,7 +110,7 @@ static void chunk_free(proa_loop *loop, wchunk *c) {
   }
 }
 
-static void queue_clear(proa_transport *t) {
+static void queue_clear(stream *t) {
   while (t->whead) {
     wchunk *c = t->whead;
     t->whead = c->next;
@@ -117,13 +123,15 @@ static void queue_clear(proa_transport *t) {
 /* ---- the channel class ---- */
 
 static size_t buffered(const proa__channel *ch) {
-  return ((const proa_transport *)(const void *)ch)->wsize;
+  return ((const stream *)(const void *)((const char *)ch -
+                                         offsetof(stream, ch)))
+      ->wsize;
 }
 
 /* The chunks being sent stay until the cancel completes; as far as anyone
  * can tell, the buffer is empty now. */
 static void drop_queue(proa__channel *ch) {
-  proa_transport *t = of(ch);
+  stream *t = of(ch);
   if (ch->write_pending)
     t->wsize = 0;
   else
@@ -131,13 +139,13 @@ static void drop_queue(proa__channel *ch) {
 }
 
 static void made(proa__channel *ch) {
-  proa_transport *t = of(ch);
+  stream *t = of(ch);
   if (t->proto && t->proto->connection_made)
-    t->proto->connection_made(t->self, t);
+    t->proto->connection_made(t->self, &t->iface);
 }
 
 static void flow(proa__channel *ch, int step) {
-  proa_transport *t = of(ch);
+  stream *t = of(ch);
   if (!t->proto)
     return;
   if (step > 0 && t->proto->pause_writing)
@@ -147,11 +155,11 @@ static void flow(proa__channel *ch, int step) {
 }
 
 static void lost(proa__channel *ch, bool notify) {
-  proa_transport *t = of(ch);
+  stream *t = of(ch);
   if (notify && t->proto && t->proto->connection_lost)
     t->proto->connection_lost(t->self, ch->error);
   if (t->server)
-    proa__server_connection_lost(t->server, t);
+    proa__server_connection_lost(t->server, &t->iface);
 }
 
 static void destroy(proa__channel *ch) {
@@ -170,79 +178,82 @@ static const proa__channel_class stream_class = {
 static void on_read(proa__op *op);
 static void on_write(proa__op *op);
 
+static const proa__transport_class stream_transport;
+
 int proa__transport_new(proa_loop *loop, proa__ioh *sock,
                         const proa_protocol *protocol, void *self,
                         proa_server *server, proa_transport **out) {
-  proa_transport *t = calloc(1, sizeof *t);
+  stream *t = calloc(1, sizeof *t);
   if (!t)
     return PROA_ENOMEM;
+  t->iface.cls = &stream_transport;
   proa__channel_init(&t->ch, &stream_class, loop, sock, on_read, on_write);
+  t->ch.obj = &t->iface;
+  t->ch.release = proa__transport_release;
   t->proto = protocol;
   t->self = self;
   t->server = server;
-  *out = t;
+  *out = &t->iface;
   return 0;
 }
 
 int proa__transport_start(proa_transport *t, proa_future *waiter) {
-  return proa__channel_start(&t->ch, waiter);
+  return proa__channel_start(&S(t)->ch, waiter);
 }
 
-proa_transport *proa_transport_ref(proa_transport *t) {
-  proa__channel_ref(&t->ch);
+static proa_transport *st_ref(proa_transport *t) {
+  proa__channel_ref(&S(t)->ch);
   return t;
 }
 
-void proa_transport_unref(proa_transport *t) {
-  if (t)
-    proa__channel_unref(&t->ch);
-}
+static void st_unref(proa_transport *t) { proa__channel_unref(&S(t)->ch); }
 
-void proa__transport_release(void *t) { proa_transport_unref(t); }
+static proa_loop *st_loop(const proa_transport *t) { return CS(t)->ch.loop; }
 
-proa_loop *proa_transport_loop(const proa_transport *t) { return t->ch.loop; }
-
-void proa__transport_when_drained(proa_transport *t, proa_callback fn,
-                                  void *arg) {
+static void st_when_drained(proa_transport *tr, proa_callback fn, void *arg) {
+  stream *t = S(tr);
   t->drained = fn;
   t->drained_arg = arg;
 }
 
-void proa__transport_link(proa_transport **head, proa_transport *t) {
+/* A server's connections, linked through the transports (server.c). */
+void proa__transport_link(proa_transport **head, proa_transport *tr) {
+  stream *t = S(tr);
   t->server_prev = NULL;
   t->server_next = *head;
   if (*head)
-    (*head)->server_prev = t;
-  *head = t;
+    S(*head)->server_prev = tr;
+  *head = tr;
 }
 
-void proa__transport_unlink(proa_transport **head, proa_transport *t) {
+void proa__transport_unlink(proa_transport **head, proa_transport *tr) {
+  stream *t = S(tr);
   if (t->server_prev)
-    t->server_prev->server_next = t->server_next;
-  else if (*head == t)
+    S(t->server_prev)->server_next = t->server_next;
+  else if (*head == tr)
     *head = t->server_next;
   if (t->server_next)
-    t->server_next->server_prev = t->server_prev;
+    S(t->server_next)->server_prev = t->server_prev;
   t->server_prev = t->server_next = NULL;
 }
 
 proa_transport *proa__transport_next(const proa_transport *t) {
-  return t->server_next;
+  return CS(t)->server_next;
 }
 
 /* ---- reading ---- */
 
-static bool uses_get_buffer(const proa_transport *t) {
+static bool uses_get_buffer(const stream *t) {
   return t->proto && t->proto->get_buffer && t->proto->buffer_updated;
 }
 
-static proa_transport *of_read(proa__read_op *op) {
+static stream *of_read(proa__read_op *op) {
   return of(proa__channel_of_read(&op->op));
 }
 
 /* The backend asks for memory only once data is there. */
 static void *protocol_buffer(proa__read_op *op, size_t *len) {
-  proa_transport *t = of_read(op);
+  stream *t = of_read(op);
   void *buf = NULL;
   if (uses_get_buffer(t))
     buf = t->proto->get_buffer(t->self, READ_BUF_SIZE, len);
@@ -252,13 +263,13 @@ static void *protocol_buffer(proa__read_op *op, size_t *len) {
 
 /* Reads into the protocol's buffer (get_buffer) or the backend's. */
 static void submit_read(proa__channel *ch) {
-  proa_transport *t = of(ch);
+  stream *t = of(ch);
   ch->read_op.alloc = uses_get_buffer(t) ? protocol_buffer : NULL;
   ch->read_op.buf = NULL;
   proa__ioh_read(ch->sock, &ch->read_op);
 }
 
-static void deliver(proa_transport *t, const void *data, size_t n) {
+static void deliver(stream *t, const void *data, size_t n) {
   if (!t->proto)
     return;
   if (uses_get_buffer(t))
@@ -267,18 +278,18 @@ static void deliver(proa_transport *t, const void *data, size_t n) {
     t->proto->data_received(t->self, data, n);
 }
 
-static void on_eof(proa_transport *t) {
+static void on_eof(stream *t) {
   bool keep_open = false;
   t->ch.eof = true;
   if (t->proto && t->proto->eof_received)
     keep_open = t->proto->eof_received(t->self);
   if (!keep_open)
-    proa_transport_close(t);
+    proa__channel_close(&t->ch);
 }
 
 /* Keeps what a read brought while paused (see resume_reading). In the
  * protocol's own buffer the bytes are where they belong already. */
-static int stash_add(proa_transport *t, const void *data, size_t n) {
+static int stash_add(stream *t, const void *data, size_t n) {
   char *p;
   if (uses_get_buffer(t)) {
     t->stash_len += n;
@@ -294,7 +305,7 @@ static int stash_add(proa_transport *t, const void *data, size_t n) {
 }
 
 static void on_read(proa__op *op) {
-  proa_transport *t = of(proa__channel_of_read(op));
+  stream *t = of(proa__channel_of_read(op));
   intptr_t n = op->result;
   t->ch.read_pending = false;
   if (n == PROA_ENOBUFS && t->buffer_refused)
@@ -317,7 +328,8 @@ static void on_read(proa__op *op) {
   proa__channel_maybe_finish(&t->ch);
 }
 
-int proa_transport_pause_reading(proa_transport *t) {
+static int st_pause_reading(proa_transport *tr) {
+  stream *t = S(tr);
   t->ch.reading = false;
   /* A read in flight would take data nobody asked for; a cancel loses
    * none (if the read won the race, on_read keeps what it brought). */
@@ -328,7 +340,7 @@ int proa_transport_pause_reading(proa_transport *t) {
 
 /* Hands over what was read while paused, then reads on. */
 static void resume_cb(void *arg) {
-  proa_transport *t = arg;
+  stream *t = of(arg); /* proa__channel_schedule passes the channel */
   t->resume_scheduled = false;
   if (t->ch.reading && !t->ch.closing) {
     if (t->stash_len) {
@@ -346,7 +358,8 @@ static void resume_cb(void *arg) {
   proa__channel_unref(&t->ch);
 }
 
-int proa_transport_resume_reading(proa_transport *t) {
+static int st_resume_reading(proa_transport *tr) {
+  stream *t = S(tr);
   if (t->ch.closing || t->ch.reading)
     return 0;
   t->ch.reading = true;
@@ -360,13 +373,14 @@ int proa_transport_resume_reading(proa_transport *t) {
   return 0;
 }
 
-bool proa_transport_is_reading(const proa_transport *t) {
+static bool st_is_reading(const proa_transport *tr) {
+  const stream *t = CS(tr);
   return t->ch.reading && !t->ch.closing;
 }
 
 /* ---- writing ---- */
 
-static void write_submit(proa_transport *t) {
+static void write_submit(stream *t) {
   wchunk *c;
   size_t n = 0;
   if (t->ch.write_pending || !t->whead || t->ch.aborting)
@@ -386,7 +400,7 @@ static void write_submit(proa_transport *t) {
   proa__ioh_write(t->ch.sock, &t->ch.write_op);
 }
 
-static void shutdown_write(proa_transport *t) {
+static void shutdown_write(stream *t) {
   int err;
   t->eof_sent = true;
   err = proa__socket_shutdown_write(t->ch.sock);
@@ -395,7 +409,7 @@ static void shutdown_write(proa_transport *t) {
 }
 
 /* Drops n sent bytes from the head of the queue. */
-static void consume(proa_transport *t, size_t n) {
+static void consume(stream *t, size_t n) {
   t->wsize -= n;
   while (n) {
     wchunk *c = t->whead;
@@ -411,7 +425,7 @@ static void consume(proa_transport *t, size_t n) {
   }
 }
 
-static void tell_drained(proa_transport *t) {
+static void tell_drained(stream *t) {
   proa_callback fn = t->drained;
   if (!fn || t->wsize > t->ch.flow.low)
     return;
@@ -420,7 +434,7 @@ static void tell_drained(proa_transport *t) {
 }
 
 static void on_write(proa__op *op) {
-  proa_transport *t = of(proa__channel_of_write(op));
+  stream *t = of(proa__channel_of_write(op));
   t->ch.write_pending = false;
   if (op->result < 0 && !t->ch.aborting)
     proa__channel_abort(&t->ch, (int)op->result);
@@ -440,7 +454,7 @@ static void on_write(proa__op *op) {
 }
 
 /* Copies bytes into the queue, filling the last chunk first. */
-static int enqueue(proa_transport *t, const char *p, size_t len) {
+static int enqueue(stream *t, const char *p, size_t len) {
   while (len) {
     wchunk *c = t->wtail;
     size_t room = c ? c->cap - c->end : 0, take;
@@ -467,8 +481,7 @@ static int enqueue(proa_transport *t, const char *p, size_t len) {
 
 /* Speculative send straight from the caller's memory: no copy at all when
  * the socket takes everything. Returns the bytes sent, or -1 on failure. */
-static intptr_t send_now(proa_transport *t, const proa_buf *bufs,
-                         size_t count) {
+static intptr_t send_now(stream *t, const proa_buf *bufs, size_t count) {
   intptr_t n;
   if (t->whead || t->ch.write_pending)
     return 0;
@@ -480,13 +493,12 @@ static intptr_t send_now(proa_transport *t, const proa_buf *bufs,
   return n < 0 ? -1 : n;
 }
 
-int proa_transport_writelines(proa_transport *t, const proa_buf *bufs,
-                              size_t count) {
+static int st_writelines(proa_transport *tr, const proa_buf *bufs,
+                         size_t count) {
+  stream *t = S(tr);
   size_t i, total = 0, skip;
   intptr_t sent;
   int err = 0;
-  if (!t || (!bufs && count))
-    return PROA_EINVAL;
   if (t->ch.closing || t->ch.lost_scheduled)
     return PROA_ECLOSED;
   if (t->eof_requested)
@@ -513,16 +525,8 @@ int proa_transport_writelines(proa_transport *t, const proa_buf *bufs,
   return 0;
 }
 
-int proa_transport_write(proa_transport *t, const void *data, size_t len) {
-  proa_buf buf;
-  if (!data && len)
-    return PROA_EINVAL;
-  buf.base = data;
-  buf.len = len;
-  return proa_transport_writelines(t, &buf, 1);
-}
-
-int proa_transport_write_eof(proa_transport *t) {
+static int st_write_eof(proa_transport *tr) {
+  stream *t = S(tr);
   if (t->ch.closing || t->ch.lost_scheduled)
     return PROA_ECLOSED;
   if (t->eof_requested)
@@ -533,63 +537,81 @@ int proa_transport_write_eof(proa_transport *t) {
   return 0;
 }
 
-bool proa_transport_can_write_eof(const proa_transport *t) {
-  (void)t;
+static bool st_can_write_eof(const proa_transport *tr) {
+  (void)tr;
   return true;
 }
 
-int proa_transport_set_write_buffer_limits(proa_transport *t, size_t high,
-                                           size_t low) {
+static int st_set_write_buffer_limits(proa_transport *tr, size_t high,
+                                      size_t low) {
+  stream *t = S(tr);
   int err = proa__flow_set_limits(&t->ch.flow, high, low);
   if (!err)
     proa__channel_flow_check(&t->ch);
   return err;
 }
 
-void proa_transport_get_write_buffer_limits(const proa_transport *t,
-                                            size_t *low, size_t *high) {
+static void st_get_write_buffer_limits(const proa_transport *tr, size_t *low,
+                                       size_t *high) {
+  const stream *t = CS(tr);
   if (low)
     *low = t->ch.flow.low;
   if (high)
     *high = t->ch.flow.high;
 }
 
-size_t proa_transport_get_write_buffer_size(const proa_transport *t) {
+static size_t st_get_write_buffer_size(const proa_transport *tr) {
+  const stream *t = CS(tr);
   return t->wsize;
 }
 
 /* ---- closing and extra info ---- */
 
-void proa_transport_close(proa_transport *t) {
-  if (t)
-    proa__channel_close(&t->ch);
-}
+static void st_close(proa_transport *tr) { proa__channel_close(&S(tr)->ch); }
 
-void proa_transport_abort(proa_transport *t) {
-  if (t)
-    proa__channel_abort(&t->ch, 0);
-}
+static void st_abort(proa_transport *tr) { proa__channel_abort(&S(tr)->ch, 0); }
 
-bool proa_transport_is_closing(const proa_transport *t) {
+static bool st_is_closing(const proa_transport *tr) {
+  const stream *t = CS(tr);
   return t->ch.closing;
 }
 
-int proa_transport_peername(const proa_transport *t, proa_sockaddr *out) {
-  return proa__channel_name(t ? &t->ch : NULL, out, true);
+static int st_name(const proa_transport *tr, proa_sockaddr *out, bool peer) {
+  return proa__channel_name(&CS(tr)->ch, out, peer);
 }
 
-int proa_transport_sockname(const proa_transport *t, proa_sockaddr *out) {
-  return proa__channel_name(t ? &t->ch : NULL, out, false);
+static intptr_t st_os_handle(const proa_transport *tr) {
+  return proa__channel_socket(&CS(tr)->ch);
 }
 
-intptr_t proa_transport_socket(const proa_transport *t) {
-  return proa__channel_socket(&t->ch);
-}
+static void *st_get_protocol(const proa_transport *tr) { return CS(tr)->self; }
 
-void *proa_transport_get_protocol(const proa_transport *t) { return t->self; }
-
-void proa_transport_set_protocol(proa_transport *t,
-                                 const proa_protocol *protocol, void *self) {
+static void st_set_protocol(proa_transport *tr, const proa_protocol *protocol,
+                            void *self) {
+  stream *t = S(tr);
   t->proto = protocol;
   t->self = self;
 }
+
+static const proa__transport_class stream_transport = {
+    .ref = st_ref,
+    .unref = st_unref,
+    .loop = st_loop,
+    .writelines = st_writelines,
+    .write_eof = st_write_eof,
+    .can_write_eof = st_can_write_eof,
+    .close = st_close,
+    .abort = st_abort,
+    .is_closing = st_is_closing,
+    .pause_reading = st_pause_reading,
+    .resume_reading = st_resume_reading,
+    .is_reading = st_is_reading,
+    .set_write_buffer_limits = st_set_write_buffer_limits,
+    .get_write_buffer_limits = st_get_write_buffer_limits,
+    .get_write_buffer_size = st_get_write_buffer_size,
+    .name = st_name,
+    .os_handle = st_os_handle,
+    .get_protocol = st_get_protocol,
+    .set_protocol = st_set_protocol,
+    .when_drained = st_when_drained,
+};

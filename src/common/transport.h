@@ -5,7 +5,51 @@
 #include "internal.h"
 
 /*
- * Wraps a connected socket (the transport owns it from here on) and returns
+ * Every transport (a stream socket, a pipe, a subprocess pipe, TLS) is a
+ * proa_transport: it starts with this table, and the public
+ * proa_transport_* calls (transport.c) check their arguments and dispatch
+ * through it, so the streams for tasks and every protocol work over any
+ * of them unchanged. The functions get valid arguments only.
+ */
+typedef struct proa__transport_class {
+  proa_transport *(*ref)(proa_transport *t);
+  void (*unref)(proa_transport *t);
+  proa_loop *(*loop)(const proa_transport *t);
+  int (*writelines)(proa_transport *t, const proa_buf *bufs, size_t count);
+  int (*write_eof)(proa_transport *t);
+  bool (*can_write_eof)(const proa_transport *t);
+  void (*close)(proa_transport *t);
+  void (*abort)(proa_transport *t);
+  bool (*is_closing)(const proa_transport *t);
+  int (*pause_reading)(proa_transport *t);
+  int (*resume_reading)(proa_transport *t);
+  bool (*is_reading)(const proa_transport *t);
+  int (*set_write_buffer_limits)(proa_transport *t, size_t high, size_t low);
+  void (*get_write_buffer_limits)(const proa_transport *t, size_t *low,
+                                  size_t *high);
+  size_t (*get_write_buffer_size)(const proa_transport *t);
+  /* getpeername (peer) or getsockname; PROA_ENOTSUP where there is none. */
+  int (*name)(const proa_transport *t, proa_sockaddr *out, bool peer);
+  intptr_t (*os_handle)(const proa_transport *t);
+  void *(*get_protocol)(const proa_transport *t);
+  void (*set_protocol)(proa_transport *t, const proa_protocol *protocol,
+                       void *self);
+  /*
+   * Calls fn(arg) once, from a write completion, when the write buffer has
+   * drained to the low-water mark; NULL cancels. Unlike resume_writing it
+   * does not depend on pause_writing having been told first.
+   */
+  void (*when_drained)(proa_transport *t, proa_callback fn, void *arg);
+} proa__transport_class;
+
+struct proa_transport {
+  const proa__transport_class *cls;
+};
+
+/*
+ * The stream transport (stream.c), over any handle that reads and writes:
+ * a socket, a pipe. Wraps a connected socket (the transport owns it from
+ * here on) and returns
  * the transport with one reference, the loop's. `server` (may be NULL) is
  * told when the connection is lost.
  */
@@ -40,13 +84,11 @@ int proa__create_server(proa_loop *loop, proa_protocol_factory factory,
                         const char *host, int port,
                         const proa_server_options *opts, proa_future **out);
 
-/*
- * Calls fn(arg) once, from a write completion, when the write buffer has
- * drained to the low-water mark; NULL cancels. Unlike resume_writing it
- * does not depend on pause_writing having been told first.
- */
-void proa__transport_when_drained(proa_transport *t, proa_callback fn,
-                                  void *arg);
+/* See proa__transport_class.when_drained. */
+static inline void proa__transport_when_drained(proa_transport *t,
+                                                proa_callback fn, void *arg) {
+  t->cls->when_drained(t, fn, arg);
+}
 
 /* Releases a transport stored as a future's result. */
 void proa__transport_release(void *t);
