@@ -39,9 +39,14 @@ static const proa__backend_ops *find(const char *name) {
   return NULL;
 }
 
-/* Starts `ops`, or what it falls back to when it cannot start here. */
-static int start(proa_loop *loop, const proa__backend_ops *ops,
-                 const proa__backend_ops **used, proa__backend **out) {
+static proa__atomic_int handles_alive;
+
+void proa__handles_count(int delta) { proa__atomic_add(&handles_alive, delta); }
+
+long proa__handles_alive(void) { return proa__atomic_load(&handles_alive); }
+
+int proa__backend_start(proa_loop *loop, const proa__backend_ops *ops,
+                        const proa__backend_ops **used, proa__backend **out) {
   int err;
   do {
     err = ops->init(loop, out);
@@ -62,10 +67,10 @@ int proa__backend_open(proa_loop *loop, const char *name,
   *out = NULL;
   if (name) {
     want = find(name);
-    return want ? start(loop, want, ops, out) : PROA_EINVAL;
+    return want ? proa__backend_start(loop, want, ops, out) : PROA_EINVAL;
   }
   for (i = 0; proa__backends[i]; i++) {
-    err = start(loop, proa__backends[i], ops, out);
+    err = proa__backend_start(loop, proa__backends[i], ops, out);
     if (!err)
       return 0;
   }

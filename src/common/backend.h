@@ -241,6 +241,15 @@ struct proa__backend_ops {
 extern const proa__backend_ops *const proa__backends[];
 int proa__backend_open(proa_loop *loop, const char *name,
                        const proa__backend_ops **ops, proa__backend **out);
+/* Starts `ops`, or the first of its fallbacks that starts; *used says
+ * which. Returns 0 or the error of the last one tried. */
+int proa__backend_start(proa_loop *loop, const proa__backend_ops *ops,
+                        const proa__backend_ops **used, proa__backend **out);
+
+/* Every backend counts the handles it holds state for (+1 when made, -1
+ * when freed), so that tests can prove that closing frees them all. */
+void proa__handles_count(int delta);
+long proa__handles_alive(void);
 
 /*
  * For backends: the buffer `op` reads into (see proa__read_op), with its

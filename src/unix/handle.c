@@ -77,6 +77,11 @@ static int kind_of(int fd) {
   return PROA__IOH_PIPE; /* FIFOs, character devices, ... */
 }
 
+static void handle_free(uhandle *u) {
+  proa__handles_count(-1);
+  free(u);
+}
+
 static int wrap(proa__backend *be, int fd, int kind, proa__ioh **out) {
   uhandle *u = calloc(1, sizeof *u);
   if (!u)
@@ -84,6 +89,7 @@ static int wrap(proa__backend *be, int fd, int kind, proa__ioh **out) {
   u->h.ops = be->ops;
   u->h.os = fd;
   u->h.kind = (unsigned char)kind;
+  proa__handles_count(1);
   proa__io_init(&u->io, fd, on_ready);
   u->io.be = be;
 #ifdef SO_NOSIGPIPE
@@ -146,7 +152,7 @@ static void release(uhandle *u, bool close_fd) {
   if (u->dispatching)
     u->closed = true; /* a completion closed it: on_ready frees it */
   else
-    free(u);
+    handle_free(u);
 }
 
 void proa__engine_close(proa__ioh *h) { release(of_ioh(h), true); }
@@ -490,7 +496,7 @@ static void on_ready(proa__io *io, unsigned events) {
   }
   u->dispatching = false;
   if (u->closed) {
-    free(u);
+    handle_free(u);
     return;
   }
   /* A completion above may have submitted a new op; keep what it needs. */

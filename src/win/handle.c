@@ -241,6 +241,7 @@ static int handle_new(proa__backend *be, HANDLE os, int kind, whandle **out) {
   s->h.ops = &proa__iocp_ops;
   s->h.os = (intptr_t)os;
   s->h.kind = (unsigned char)kind;
+  proa__handles_count(1);
   s->sock = INVALID_SOCKET;
   s->base = os;
   s->be = be;
@@ -320,6 +321,7 @@ int proa__iocp_adopt(proa__backend *be, intptr_t os, proa__ioh **out) {
 }
 
 static void handle_free(whandle *s) {
+  proa__handles_count(-1);
   free(s->accepts);
   free(s->lend_buf);
   free(s);
