@@ -140,8 +140,7 @@ static void listener_stop(listener *l) {
       proa__ioh_cancel(l->sock, &l->slots[i].aop.op);
 }
 
-/* The loop is closing with the server listening: shut the listeners now
- * (their accepts will never complete). */
+/* The loop is closing with the server listening: stop accepting. */
 static void close_now(proa__resource *r) {
   proa_server *s = (proa_server *)(void *)r;
   size_t i;
