@@ -25,7 +25,9 @@ void *proa__read_target(proa__read_op *op, char **lend, size_t lend_size,
     *len = op->len;
     return op->buf;
   }
-  if (!*lend && !(*lend = malloc(lend_size)))
+  if (!*lend)
+    *lend = malloc(lend_size);
+  if (!*lend)
     return NULL;
   *len = lend_size;
   return *lend;

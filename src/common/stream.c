@@ -10,12 +10,15 @@
 #define CHUNK_SIZE 16384    /* the usual write-queue chunk */
 #define MAX_FREE_CHUNKS 64  /* chunks a loop keeps for reuse */
 
-/* A piece of the write queue: bytes [start, end) of data are unsent. */
+/* A piece of the write queue: bytes [start, end) of its data, which
+ * follows the header in the same block, are unsent. (No flexible array
+ * member: MSVC's /W4 rejects it, C4200.) */
 typedef struct wchunk {
   struct wchunk *next;
   size_t start, end, cap;
-  char data[];
 } wchunk;
+
+static char *chunk_data(wchunk *c) { return (char *)(c + 1); }
 
 typedef struct stream {
   proa_transport iface; /* first: the class that proa_transport_* calls */
@@ -385,12 +388,14 @@ static void write_submit(stream *t) {
   size_t n = 0;
   if (t->ch.write_pending || !t->whead || t->ch.aborting)
     return;
-  if (!t->send_bufs && !(t->send_bufs = sendbufs_get(t->ch.loop))) {
+  if (!t->send_bufs)
+    t->send_bufs = sendbufs_get(t->ch.loop);
+  if (!t->send_bufs) {
     proa__channel_abort(&t->ch, PROA_ENOMEM); /* unsendable: say so */
     return;
   }
   for (c = t->whead; c && n < PROA__MAX_SEND_BUFS; c = c->next) {
-    t->send_bufs[n].base = c->data + c->start;
+    t->send_bufs[n].base = chunk_data(c) + c->start;
     t->send_bufs[n].len = c->end - c->start;
     n++;
   }
@@ -470,7 +475,7 @@ static int enqueue(stream *t, const char *p, size_t len) {
       room = c->cap;
     }
     take = len < room ? len : room;
-    memcpy(c->data + c->end, p, take);
+    memcpy(chunk_data(c) + c->end, p, take);
     c->end += take;
     t->wsize += take;
     p += take;
