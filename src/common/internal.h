@@ -9,6 +9,7 @@
 #include "proa.h"
 #include "atomic.h"
 #include "backend.h"
+#include "list.h"
 
 #if defined(_MSC_VER) && !defined(__clang__)
 #define PROA__THREAD_LOCAL __declspec(thread)
@@ -52,7 +53,7 @@ typedef struct proa__exec_call proa__exec_call;
  */
 typedef struct proa__resource {
   void (*close_now)(struct proa__resource *r);
-  struct proa__resource *prev, *next;
+  proa__list_node link; /* in loop->resources */
 } proa__resource;
 
 typedef struct proa__signal_slot {
@@ -95,7 +96,7 @@ struct proa_loop {
   proa_executor *executor;     /* the default executor, NULL until needed */
   bool owns_executor;          /* it is the built-in pool, freed at close */
   proa__exec_call *exec_calls; /* run_in_executor calls still in flight */
-  proa__resource *resources;   /* open socket owners (see proa__resource) */
+  proa__list resources;        /* open socket owners (see proa__resource) */
 
   proa_handle *free_handles; /* recycled handles, linked through `next` */
   size_t nfree_handles;

@@ -247,30 +247,21 @@ const char *proa_loop_backend(const proa_loop *loop) {
 void proa__resource_add(proa_loop *loop, proa__resource *r,
                         void (*close_now)(proa__resource *r)) {
   r->close_now = close_now;
-  r->prev = NULL;
-  r->next = loop->resources;
-  if (r->next)
-    r->next->prev = r;
-  loop->resources = r;
+  proa__list_push(&loop->resources, &r->link);
 }
 
 void proa__resource_remove(proa_loop *loop, proa__resource *r) {
   if (!r->close_now)
     return; /* not registered, or removed already */
-  if (r->prev)
-    r->prev->next = r->next;
-  else
-    loop->resources = r->next;
-  if (r->next)
-    r->next->prev = r->prev;
-  r->prev = r->next = NULL;
+  proa__list_remove(&loop->resources, &r->link);
   r->close_now = NULL;
 }
 
 /* Sockets still open at close are shut now; debug mode names them. */
 static void close_resources(proa_loop *loop) {
-  while (loop->resources) {
-    proa__resource *r = loop->resources;
+  while (!proa__list_empty(&loop->resources)) {
+    proa__resource *r =
+        PROA__CONTAINER(loop->resources.head, proa__resource, link);
     void (*close_now)(proa__resource *) = r->close_now;
     if (loop->debug)
       proa_loop_log(loop, PROA_LOG_WARNING,

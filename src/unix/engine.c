@@ -17,19 +17,6 @@ void proa__io_init(proa__io *io, int fd, proa__io_fn cb) {
   io->poll_index = -1;
 }
 
-static void pending_unlink(proa__backend *be, proa__io *io) {
-  if (!io->pending)
-    return;
-  if (io->pending_prev)
-    io->pending_prev->pending_next = io->pending_next;
-  else
-    be->pending_head = io->pending_next;
-  if (io->pending_next)
-    io->pending_next->pending_prev = io->pending_prev;
-  io->pending = false;
-  io->pending_prev = io->pending_next = NULL;
-}
-
 int proa__io_watch(proa__backend *be, proa__io *io, unsigned events) {
   unsigned old = io->events;
   int err;
@@ -45,7 +32,7 @@ int proa__io_watch(proa__backend *be, proa__io *io, unsigned events) {
   /* Events no longer watched must not be dispatched from this batch. */
   io->revents &= events;
   if (!io->revents)
-    pending_unlink(be, io);
+    proa__list_remove(&be->pending, &io->pending);
   return 0;
 }
 
@@ -54,23 +41,17 @@ void proa__engine_event(proa__backend *be, proa__io *io, unsigned events) {
   if (!events)
     return;
   io->revents |= events;
-  if (io->pending)
-    return;
-  io->pending = true;
-  io->pending_prev = NULL;
-  io->pending_next = be->pending_head;
-  if (be->pending_head)
-    be->pending_head->pending_prev = io;
-  be->pending_head = io;
+  if (!proa__list_linked(&be->pending, &io->pending))
+    proa__list_push(&be->pending, &io->pending);
 }
 
 /* Callbacks may unwatch any io, so each is unlinked before it runs. */
 static void dispatch_io(proa__backend *be) {
-  proa__io *io;
-  while ((io = be->pending_head) != NULL) {
+  while (!proa__list_empty(&be->pending)) {
+    proa__io *io = PROA__CONTAINER(be->pending.head, proa__io, pending);
     unsigned events = io->revents;
     io->revents = 0;
-    pending_unlink(be, io);
+    proa__list_remove(&be->pending, &io->pending);
     io->cb(io, events);
   }
 }

@@ -3,6 +3,7 @@
 #define PROA_UNIX_ENGINE_H
 
 #include "internal.h"
+#include "list.h"
 
 #define PROA__IO_READ 1u
 #define PROA__IO_WRITE 2u
@@ -19,9 +20,8 @@ struct proa__io {
   unsigned revents; /* what was seen and is waiting to be dispatched */
   proa__io_fn cb;
   proa__backend *be;
-  proa__io *pending_prev, *pending_next; /* the dispatch list */
-  bool pending;
-  int poll_index; /* the poll poller's slot for this fd, -1 if none */
+  proa__list_node pending; /* in the backend's dispatch list */
+  int poll_index;          /* the poll poller's slot for this fd, -1 if none */
 };
 
 /*
@@ -49,7 +49,7 @@ struct proa__backend {
   proa__io signal_io; /* the self-pipe that signal handlers write to */
   int signal_write_fd;
   proa__op *done_head, *done_tail; /* posted completions */
-  proa__io *pending_head;          /* ios with events to dispatch */
+  proa__list pending;              /* ios with events to dispatch */
   size_t inflight;                 /* ops submitted and not yet delivered */
   char *lend_buf;                  /* lent to reads without a buffer */
 };
