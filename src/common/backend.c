@@ -13,26 +13,6 @@ void proa__assert_fail(const char *rule, const char *cond, const char *file,
   abort();
 }
 
-void *proa__read_target(proa__read_op *op, char **lend, size_t lend_size,
-                        size_t *len) {
-  void *buf;
-  if (op->alloc) {
-    *len = 0;
-    buf = op->alloc(op, len);
-    return buf && *len ? buf : NULL;
-  }
-  if (op->buf) {
-    *len = op->len;
-    return op->buf;
-  }
-  if (!*lend)
-    *lend = malloc(lend_size);
-  if (!*lend)
-    return NULL;
-  *len = lend_size;
-  return *lend;
-}
-
 static const proa__backend_ops *find(const char *name) {
   size_t i;
   for (i = 0; proa__backends[i]; i++)

@@ -38,6 +38,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #ifdef _WIN32
 #ifndef WIN32_LEAN_AND_MEAN
@@ -257,8 +258,23 @@ long proa__handles_alive(void);
  * on first use with lend_size bytes). NULL when there is none: the read
  * completes with PROA_ENOBUFS (alloc gave nothing) or PROA_ENOMEM.
  */
-void *proa__read_target(proa__read_op *op, char **lend, size_t lend_size,
-                        size_t *len);
+static inline void *proa__read_target(proa__read_op *op, char **lend,
+                                      size_t lend_size, size_t *len) {
+  void *buf;
+  if (op->alloc) {
+    *len = 0;
+    buf = op->alloc(op, len);
+    return buf && *len ? buf : NULL;
+  }
+  if (op->buf) {
+    *len = op->len;
+    return op->buf;
+  }
+  if (!*lend)
+    *lend = (char *)malloc(lend_size);
+  *len = lend_size;
+  return *lend;
+}
 /* The error for a NULL from proa__read_target. */
 #define PROA__READ_TARGET_ERROR(op) ((op)->alloc ? PROA_ENOBUFS : PROA_ENOMEM)
 

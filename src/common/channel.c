@@ -52,16 +52,6 @@ int proa__channel_schedule(proa__channel *ch, proa_callback cb) {
 
 /* ---- connection_made ---- */
 
-proa__channel *proa__channel_of_read(proa__op *op) {
-  return (proa__channel *)(void *)((char *)op -
-                                   offsetof(proa__channel, read_op.op));
-}
-
-proa__channel *proa__channel_of_write(proa__op *op) {
-  return (proa__channel *)(void *)((char *)op -
-                                   offsetof(proa__channel, write_op.op));
-}
-
 void proa__channel_read_submit(proa__channel *ch) {
   if (ch->read_pending || !ch->reading || ch->closing || ch->eof || !ch->made)
     return;

@@ -68,8 +68,12 @@ int proa__channel_schedule(proa__channel *ch, proa_callback cb);
 int proa__channel_start(proa__channel *ch, proa_future *waiter);
 
 /* The channel whose read_op or write_op `op` is. */
-proa__channel *proa__channel_of_read(proa__op *op);
-proa__channel *proa__channel_of_write(proa__op *op);
+static inline proa__channel *proa__channel_of_read(proa__op *op) {
+  return PROA__CONTAINER(op, proa__channel, read_op.op);
+}
+static inline proa__channel *proa__channel_of_write(proa__op *op) {
+  return PROA__CONTAINER(op, proa__channel, write_op.op);
+}
 
 /* Submits the class's read, if reading is wanted now. */
 void proa__channel_read_submit(proa__channel *ch);

@@ -498,6 +498,23 @@ static intptr_t send_now(stream *t, const proa_buf *bufs, size_t count) {
   return n < 0 ? -1 : n;
 }
 
+/* The common case, one buffer: when the socket takes it whole the queue,
+ * the write op and flow control are left alone, as nothing changed. */
+static int write_one(stream *t, const proa_buf *buf) {
+  intptr_t sent = send_now(t, buf, 1);
+  int err;
+  if (sent < 0 || (size_t)sent == buf->len)
+    return 0;
+  err = enqueue(t, (const char *)buf->base + sent, buf->len - (size_t)sent);
+  if (err) {
+    proa__channel_abort(&t->ch, err); /* else part of it would vanish */
+    return err;
+  }
+  write_submit(t);
+  proa__channel_flow_check(&t->ch);
+  return 0;
+}
+
 static int st_writelines(proa_transport *tr, const proa_buf *bufs,
                          size_t count) {
   stream *t = S(tr);
@@ -508,6 +525,8 @@ static int st_writelines(proa_transport *tr, const proa_buf *bufs,
     return PROA_ECLOSED;
   if (t->eof_requested)
     return PROA_EPIPE;
+  if (count == 1)
+    return bufs[0].len ? write_one(t, &bufs[0]) : 0;
   for (i = 0; i < count; i++)
     total += bufs[i].len;
   if (!total || (sent = send_now(t, bufs, count)) < 0)

@@ -18,11 +18,11 @@ proa_loop *proa_transport_loop(const proa_transport *t) {
 
 int proa_transport_write(proa_transport *t, const void *data, size_t len) {
   proa_buf buf;
-  if (!data && len)
+  if (!t || (!data && len))
     return PROA_EINVAL;
   buf.base = data;
   buf.len = len;
-  return proa_transport_writelines(t, &buf, 1);
+  return t->cls->writelines(t, &buf, 1);
 }
 
 int proa_transport_writelines(proa_transport *t, const proa_buf *bufs,

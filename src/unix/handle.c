@@ -200,6 +200,13 @@ static intptr_t write_bufs(uhandle *u, const proa_buf *bufs, size_t count) {
 
 intptr_t proa__engine_try_write(proa__ioh *h, const proa_buf *bufs,
                                 size_t count) {
+  ssize_t n;
+  if (count == 1 && h->kind == PROA__IOH_SOCKET) { /* the hot path */
+    do
+      n = send((int)h->os, bufs[0].base, bufs[0].len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n >= 0 ? n : send_error();
+  }
   return count ? write_bufs(of_ioh(h), bufs, count) : 0;
 }
 
@@ -309,10 +316,13 @@ static bool begin(uhandle *u, proa__op **slot, proa__op *op, unsigned events) {
   }
   if (u->h.kind == PROA__IOH_FILE)
     return true; /* always ready: performed by the caller at once */
-  err = proa__io_watch(u->io.be, &u->io, u->io.events | events);
-  if (err) {
-    post(u, op, err);
-    return false;
+  /* Interest usually stays registered from the previous op (on_ready). */
+  if ((u->io.events & events) != events) {
+    err = proa__io_watch(u->io.be, &u->io, u->io.events | events);
+    if (err) {
+      post(u, op, err);
+      return false;
+    }
   }
   *slot = op;
   return true;
