@@ -420,6 +420,34 @@ TEST_F(Backend, WaitsComplete) {
   EXPECT_EQ(0, readable.result);
 }
 
+#if !defined(_WIN32) && !defined(NDEBUG)
+extern "C" int proa__fault_send_errno; // src/unix/handle.c, debug builds
+
+// A full buffer reported as ENOBUFS (Linux, BSD) is retried like EAGAIN,
+// not taken for a broken connection; macOS's EPROTOTYPE from a send to a
+// socket being torn down is a reset.
+TEST_F(Backend, EnobufsFromASendIsWouldBlock) {
+  OsPair p;
+  ASSERT_TRUE(MakeSocketPair(&p));
+  proa__ioh *r, *w;
+  Adopt(&p, &r, &w);
+  proa_buf one = {"x", 1}, two[2] = {{"a", 1}, {"b", 1}};
+  proa__fault_send_errno = ENOBUFS;
+  EXPECT_EQ(PROA_EAGAIN, proa__ioh_try_write(w, &one, 1));
+  proa__fault_send_errno = ENOBUFS;
+  EXPECT_EQ(PROA_EAGAIN, proa__ioh_try_write(w, two, 2));
+  EXPECT_EQ(1, proa__ioh_try_write(w, &one, 1)) << "the fault lasted";
+  proa__fault_send_errno = EPROTOTYPE;
+#ifdef __APPLE__
+  EXPECT_EQ(PROA_ECONNRESET, proa__ioh_try_write(w, &one, 1));
+#else
+  intptr_t rc = proa__ioh_try_write(w, &one, 1);
+  EXPECT_LT(rc, 0);
+  EXPECT_NE(PROA_EAGAIN, rc);
+#endif
+}
+#endif
+
 #if GTEST_HAS_DEATH_TEST && !defined(NDEBUG) && !defined(_WIN32)
 // Debug builds check the contract's rules: breaking one fails loudly
 // instead of losing a completion. (Windows death tests start the whole

@@ -90,6 +90,9 @@ void proa__engine_sendto(proa__ioh *h, proa__op *op, const void *buf,
 /* Called by pollers from wait(): records events for dispatch after it. */
 void proa__engine_event(proa__backend *be, proa__io *io, unsigned events);
 
+/* Debug builds: the next send fails with this errno (0: none), once. */
+extern int proa__fault_send_errno;
+
 /* errno to PROA_E*. */
 int proa__translate_errno(int err);
 

@@ -52,6 +52,22 @@ static intptr_t nb_error(void) {
   return proa__translate_errno(errno);
 }
 
+#ifndef NDEBUG
+int proa__fault_send_errno;
+#endif
+
+/* Debug builds let a test make the next send fail with a chosen errno. */
+static bool send_fault(void) {
+#ifndef NDEBUG
+  if (proa__fault_send_errno) {
+    errno = proa__fault_send_errno;
+    proa__fault_send_errno = 0;
+    return true;
+  }
+#endif
+  return false;
+}
+
 static intptr_t send_error(void) {
   if (errno == ENOBUFS)
     return PROA_EAGAIN;
@@ -169,6 +185,8 @@ static intptr_t write_bufs(uhandle *u, const proa_buf *bufs, size_t count) {
   size_t i;
   if (count > PROA__MAX_SEND_BUFS)
     count = PROA__MAX_SEND_BUFS;
+  if (send_fault())
+    return send_error();
   if (u->h.kind != PROA__IOH_SOCKET) {
     for (i = 0; i < count; i++) {
       iov[i].iov_base = (void *)(uintptr_t)bufs[i].base;
@@ -202,6 +220,8 @@ intptr_t proa__engine_try_write(proa__ioh *h, const proa_buf *bufs,
                                 size_t count) {
   ssize_t n;
   if (count == 1 && h->kind == PROA__IOH_SOCKET) { /* the hot path */
+    if (send_fault())
+      return send_error();
     do
       n = send((int)h->os, bufs[0].base, bufs[0].len, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
