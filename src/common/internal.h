@@ -29,6 +29,7 @@ struct proa_handle {
   void *arg;
   proa_loop *loop;
   double when;       /* deadline of a timer, 0 otherwise */
+  uint64_t seq;      /* a timer's scheduling order, to break ties on `when` */
   size_t heap_index; /* position in the timer heap, or PROA__NOT_IN_HEAP */
   proa_handle *next; /* link in the ready or the threadsafe queue */
   uint8_t state;     /* enum proa__handle_state */
@@ -72,8 +73,9 @@ struct proa_loop {
   double slow_callback;
 
   proa__queue ready;
-  proa_handle **timers; /* binary min-heap on `when` */
+  proa_handle **timers; /* binary min-heap on (`when`, `seq`) */
   size_t ntimers, timers_cap;
+  uint64_t timer_seq; /* the next timer's seq */
 
   /* call_soon_threadsafe hands over handles through this queue. */
   proa__mutex *ts_lock;
