@@ -382,6 +382,25 @@ double proa_loop_get_slow_callback_duration(const proa_loop *loop) {
 
 /* ---- scheduling ---- */
 
+/*
+ * Moves what other threads handed over to the ready queue. Called before
+ * every call_soon too, so that a thread-safe call made before a call_soon
+ * runs before it (asyncio's order), from whichever thread it came.
+ */
+static void take_threadsafe(proa_loop *loop) {
+  proa__queue q;
+  /* Most iterations have nothing from other threads: skip the lock. */
+  if (!proa__atomic_load(&loop->ts_pending))
+    return;
+  proa__mutex_lock(loop->ts_lock);
+  proa__atomic_store(&loop->ts_pending, 0);
+  q = loop->ts_queue;
+  memset(&loop->ts_queue, 0, sizeof loop->ts_queue);
+  loop->ts_woken = false;
+  proa__mutex_unlock(loop->ts_lock);
+  queue_splice(&loop->ready, &q);
+}
+
 int proa_call_soon(proa_loop *loop, proa_callback cb, void *arg,
                    proa_handle **out) {
   proa_handle *h;
@@ -396,6 +415,7 @@ int proa_call_soon(proa_loop *loop, proa_callback cb, void *arg,
   h = proa__handle_new(loop, cb, arg);
   if (!h)
     return PROA_ENOMEM;
+  take_threadsafe(loop);
   proa__queue_push(&loop->ready, h);
   hand_out(h, out);
   return 0;
@@ -410,6 +430,7 @@ int proa__call_soon(proa_loop *loop, proa_callback cb, proa_callback drop,
   if (!h)
     return PROA_ENOMEM;
   h->drop = drop;
+  take_threadsafe(loop);
   proa__queue_push(&loop->ready, h);
   return 0;
 }
@@ -489,20 +510,6 @@ int proa_call_later(proa_loop *loop, double delay, proa_callback cb, void *arg,
 }
 
 /* ---- the run cycle ---- */
-
-static void take_threadsafe(proa_loop *loop) {
-  proa__queue q;
-  /* Most iterations have nothing from other threads: skip the lock. */
-  if (!proa__atomic_load(&loop->ts_pending))
-    return;
-  proa__mutex_lock(loop->ts_lock);
-  proa__atomic_store(&loop->ts_pending, 0);
-  q = loop->ts_queue;
-  memset(&loop->ts_queue, 0, sizeof loop->ts_queue);
-  loop->ts_woken = false;
-  proa__mutex_unlock(loop->ts_lock);
-  queue_splice(&loop->ready, &q);
-}
 
 static void run_handle(proa_loop *loop, proa_handle *h) {
   double start, took;
