@@ -150,6 +150,12 @@ static void complete_until(proa_stream *s) {
  * must wait for more data resumes reading, even past twice the limit. */
 static void try_complete(proa_stream *s) {
   char msg[96];
+  if (s->reader && proa_future_done(s->reader)) {
+    /* The read was cancelled: what it would have taken stays buffered. */
+    proa_future_unref(s->reader);
+    s->reader = NULL;
+    s->kind = READ_NONE;
+  }
   if (s->reader && s->paused && s->t && !s->lost) {
     s->paused = false;
     proa_transport_resume_reading(s->t);
@@ -271,8 +277,13 @@ static int start_read(proa_stream *s, enum read_kind kind, size_t n,
     *out = NULL;
   if (!s || !out)
     return PROA_EINVAL;
-  if (s->reader)
+  if (s->reader && !proa_future_done(s->reader))
     return PROA_EBUSY;
+  if (s->reader) { /* a cancelled read */
+    proa_future_unref(s->reader);
+    s->reader = NULL;
+    s->kind = READ_NONE;
+  }
   err = proa_future_new(s->loop, out);
   if (err)
     return err;
