@@ -799,6 +799,42 @@ TEST_F(TaskStack, OddStackSizeIsRoundedUp) {
   EXPECT_GE(used, 480u * 1024);
 }
 
+TEST_F(TaskStack, HugeStackSizeIsRejectedNotWrapped) {
+  // Rounded up to whole pages plus a guard page, these sizes wrap around
+  // to a stack of almost nothing: refused with PROA_EINVAL. One that fits
+  // in a size_t but not in memory is PROA_ENOMEM.
+  const size_t wrapping[] = {SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 4096};
+  static int runs;
+  runs = 0;
+  for (size_t size : wrapping) {
+    proa_task_options o = PROA_TASK_OPTIONS_INIT;
+    o.stack_size = size;
+    proa_future *t = reinterpret_cast<proa_future *>(&runs); // set to NULL
+    EXPECT_EQ(PROA_EINVAL, proa_create_task(
+                               loop,
+                               [](void *, void **) {
+                                 runs++;
+                                 return 0;
+                               },
+                               nullptr, &o, &t))
+        << size;
+    EXPECT_EQ(nullptr, t);
+  }
+  proa_task_options o = PROA_TASK_OPTIONS_INIT;
+  o.stack_size = SIZE_MAX / 2;
+  proa_future *t = nullptr;
+  EXPECT_EQ(PROA_ENOMEM, proa_create_task(
+                             loop,
+                             [](void *, void **) {
+                               runs++;
+                               return 0;
+                             },
+                             nullptr, &o, &t));
+  EXPECT_EQ(nullptr, t);
+  RunIterations(loop, 2);
+  EXPECT_EQ(0, runs);
+}
+
 TEST_F(TaskStack, ManyTasksWithDeepStacksAtOnce) {
   // Stacks come from a pool: tasks alive together never share one.
   const int kTasks = 8;
