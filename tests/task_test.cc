@@ -4,6 +4,8 @@
 // concurrent tasks each doing a TCP echo round trip over loopback.
 #include "task_test.h"
 
+#include "alloc_fail.h"
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -656,6 +658,24 @@ TEST_F(TaskCancel, TwiceBeforeItIsDeliveredCountsOnce) {
   EXPECT_EQ(PROA_ECANCELED, Complete(t.get()));
   EXPECT_EQ(0, second);
   EXPECT_EQ(2, resumes);
+}
+
+TEST_F(TaskCancel, RetriedAfterNoMemoryForTheMessageKeepsTheNewOne) {
+  // The first cancel cannot copy its message; the retry's message is the
+  // one the task ends with, and nothing leaks (AddressSanitizer).
+  PROA_NEED_ALLOC_FAIL();
+  Fut gate = NewFuture(loop);
+  Fut t(Spawn([&](void **) { return proa_await(gate.get(), nullptr); }));
+  RunIterations(loop, 2);
+  proa_alloc_fail::FailNth(1);
+  EXPECT_TRUE(proa_future_cancel(t.get(), "first"));
+  EXPECT_EQ(1, proa_alloc_fail::Failures());
+  proa_alloc_fail::FailNth(0);
+  EXPECT_TRUE(proa_future_cancel(t.get(), "second"));
+  EXPECT_EQ(PROA_ECANCELED, Complete(t.get()));
+  EXPECT_TRUE(proa_future_cancelled(t.get()));
+  ASSERT_NE(nullptr, proa_future_error_message(t.get()));
+  EXPECT_STREQ("second", proa_future_error_message(t.get()));
 }
 
 TEST_F(TaskCancel, AwaitedFutureCancelledBySomeoneElse) {

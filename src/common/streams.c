@@ -84,7 +84,8 @@ static void take(proa_stream *s, size_t k) {
       memmove(s->buf, s->buf + k, s->len - k);
       s->len -= k;
     }
-    proa_future_set_result(f, b, free);
+    if (proa_future_set_result(f, b, free) != 0)
+      free(b); /* not taken (the read was cancelled): still ours */
   }
   proa_future_unref(f);
   /* Reading resumes once the buffer is back under the limit. */
@@ -426,10 +427,12 @@ static void on_connected(proa_future *f, void *arg) {
     /* No connection_made, so no connection_lost: drop the protocol's. */
     proa_future_set_error(o->outer, err, proa_future_error_message(f));
     proa_stream_unref(o->s);
-  } else if (proa_future_set_result(o->outer, proa_stream_ref(o->s), release) !=
-             0) {
-    proa_stream_unref(o->s); /* the caller cancelled */
-    proa_stream_close(o->s);
+  } else if (proa_future_done(o->outer)) {
+    proa_stream_close(o->s); /* the caller cancelled: nobody will use it */
+  } else {
+    /* Pending, so set_result takes the reference (future.h): it never
+     * fails once it has, and freeing on an error would free it twice. */
+    proa_future_set_result(o->outer, proa_stream_ref(o->s), release);
   }
   proa_future_unref(o->outer);
   proa_future_unref(f);

@@ -87,8 +87,9 @@ static void task_body(void *arg) {
     if (result && t->free_result)
       t->free_result(result);
     proa_future_set_error(&t->future, rc < 0 ? rc : PROA_EUNKNOWN, NULL);
-  } else {
-    proa_future_set_result(&t->future, result, t->free_result);
+  } else if (proa_future_set_result(&t->future, result, t->free_result) &&
+             result && t->free_result) {
+    t->free_result(result); /* someone completed the task's future */
   }
 }
 
