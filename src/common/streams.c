@@ -289,8 +289,8 @@ static int start_read(proa_stream *s, enum read_kind kind, size_t n,
   if (err)
     return err;
   free(s->sep);
-  s->sep = NULL;
-  if (seplen && !(s->sep = malloc(seplen))) {
+  s->sep = seplen ? malloc(seplen) : NULL;
+  if (seplen && !s->sep) {
     proa_future_unref(*out);
     *out = NULL;
     return PROA_ENOMEM;
@@ -460,7 +460,9 @@ int proa_open_connection(proa_loop *loop, const char *host, int port,
   if (!loop || !out)
     return PROA_EINVAL;
   o = calloc(1, sizeof *o);
-  if (!o || !(o->s = stream_new(loop, limit))) {
+  if (o)
+    o->s = stream_new(loop, limit);
+  if (!o || !o->s) {
     free(o);
     return PROA_ENOMEM;
   }

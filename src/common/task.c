@@ -401,7 +401,9 @@ int proa_gather(proa_loop *loop, proa_future *const *futures, size_t count,
     if (!futures[i] || proa_future_loop(futures[i]) != loop)
       return PROA_EINVAL;
   g = calloc(1, sizeof *g);
-  if (!g || !(g->children = malloc((count ? count : 1) * sizeof *futures))) {
+  if (g)
+    g->children = malloc((count ? count : 1) * sizeof *futures);
+  if (!g || !g->children) {
     free(g);
     return PROA_ENOMEM;
   }
