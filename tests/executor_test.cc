@@ -3,6 +3,8 @@
 // flight.
 #include "net_test.h"
 
+#include "alloc_fail.h"
+
 #include <condition_variable>
 #include <mutex>
 #include <set>
@@ -114,6 +116,30 @@ TEST_F(executor, ResultArrivesAndIsFreedOnce) {
   EXPECT_NE(std::this_thread::get_id(), job.thread)
       << "the job ran on the loop thread";
   EXPECT_EQ(0, g_frees.load()) << "the future still owns its result";
+  proa_future_unref(f);
+  EXPECT_EQ(1, g_frees.load());
+}
+
+// The worker hands the outcome over with an allocation that fails: the
+// future must complete all the same (it used to stay pending for good).
+int RunJobThenFailNextAllocation(void *arg, void **result) {
+  int rc = RunJob(arg, result);
+  proa_alloc_fail::FailNth(1); // on this worker thread
+  return rc;
+}
+
+TEST_F(executor, OutcomeArrivesEvenWithoutMemoryOnTheWorker) {
+  PROA_NEED_ALLOC_FAIL();
+  Job job;
+  job.value = 7;
+  proa_future *f = nullptr;
+  ASSERT_EQ(0, proa_run_in_executor(loop, nullptr, RunJobThenFailNextAllocation,
+                                    &job, FreeResult, &f));
+  ASSERT_NE(nullptr, f);
+  // The watchdog only decides a failure: the future never completing.
+  EXPECT_EQ(0, proa_net_test::Await(loop, f));
+  proa_alloc_fail::FailNth(0);
+  EXPECT_EQ(7, ResultValue(f));
   proa_future_unref(f);
   EXPECT_EQ(1, g_frees.load());
 }

@@ -2,6 +2,8 @@
 // never-retrieved errors and run_until_complete.
 #include "proa_test.h"
 
+#include "alloc_fail.h"
+
 using namespace proa_test;
 
 namespace {
@@ -183,6 +185,93 @@ void OnDone(proa_future *fut, void *arg) {
   DoneArg *a = static_cast<DoneArg *>(arg);
   a->log->calls.push_back({fut, a->id});
   a->log->done_when_called.push_back(proa_future_done(fut));
+}
+
+// ---- ownership when memory runs out (future.h) ----
+
+struct Ran {
+  int calls = 0;
+  bool done = false;
+};
+void RanCb(proa_future *fut, void *arg) {
+  Ran *r = static_cast<Ran *>(arg);
+  r->calls++;
+  r->done = proa_future_done(fut);
+}
+
+TEST_F(Future, SetResultTakesTheValueEvenWithoutMemoryForTheCallbacks) {
+  // The loop has run nothing: queueing the callbacks needs a new handle,
+  // and that allocation fails. set_result must still succeed (the future
+  // owns the value: a caller freeing on an error would free it twice) and
+  // the callback must still run.
+  PROA_NEED_ALLOC_FAIL();
+  Value val;
+  Ran ran;
+  ASSERT_EQ(0, proa_future_add_done_callback(f, RanCb, &ran));
+  proa_alloc_fail::FailNth(1);
+  EXPECT_EQ(0, proa_future_set_result(f, &val, FreeValue));
+  EXPECT_EQ(1, proa_alloc_fail::Failures()) << "no allocation was failed";
+  proa_alloc_fail::FailNth(0);
+  EXPECT_TRUE(proa_future_done(f));
+  EXPECT_EQ(0, ran.calls) << "callbacks never run from inside set_result";
+  ASSERT_EQ(0, RunOnce(loop));
+  EXPECT_EQ(1, ran.calls);
+  EXPECT_TRUE(ran.done);
+  ASSERT_EQ(0, RunOnce(loop));
+  EXPECT_EQ(1, ran.calls);
+  EXPECT_EQ(0, val.frees);
+  proa_future_unref(f);
+  f = nullptr;
+  EXPECT_EQ(1, val.frees);
+}
+
+TEST_F(Future, StalledCallbacksAreDroppedAtClose) {
+  PROA_NEED_ALLOC_FAIL();
+  Value val;
+  Ran ran;
+  ASSERT_EQ(0, proa_future_add_done_callback(f, RanCb, &ran));
+  proa_alloc_fail::FailNth(1);
+  EXPECT_EQ(0, proa_future_set_result(f, &val, FreeValue));
+  EXPECT_EQ(1, proa_alloc_fail::Failures());
+  proa_alloc_fail::FailNth(0);
+  ASSERT_EQ(0, proa_loop_close(loop));
+  EXPECT_EQ(0, ran.calls);
+  proa_future_unref(f); // the last reference: the loop let go of its own
+  f = nullptr;
+  EXPECT_EQ(1, val.frees);
+}
+
+TEST_F(Future, SetErrorWithoutMemoryForTheMessageStillCompletes) {
+  PROA_NEED_ALLOC_FAIL();
+  Ran ran;
+  ASSERT_EQ(0, proa_future_add_done_callback(f, RanCb, &ran));
+  proa_alloc_fail::FailNth(1); // the copy of the message
+  EXPECT_EQ(0, proa_future_set_error(f, PROA_EIO, "details"));
+  EXPECT_EQ(1, proa_alloc_fail::Failures());
+  proa_alloc_fail::FailNth(0);
+  EXPECT_TRUE(proa_future_done(f));
+  EXPECT_EQ(PROA_EIO, proa_future_error(f));
+  EXPECT_EQ(nullptr, proa_future_error_message(f));
+  ASSERT_EQ(0, RunOnce(loop));
+  EXPECT_EQ(1, ran.calls);
+}
+
+TEST_F(Future, CancelKeepsItsMessageWithoutMemoryForTheCallbacks) {
+  // The message is copied, then the handle for the callbacks cannot be
+  // had. The cancel used to retry without the message, losing (and
+  // leaking) the copy.
+  PROA_NEED_ALLOC_FAIL();
+  Ran ran;
+  ASSERT_EQ(0, proa_future_add_done_callback(f, RanCb, &ran));
+  proa_alloc_fail::FailNth(2);
+  EXPECT_TRUE(proa_future_cancel(f, "bye"));
+  EXPECT_EQ(1, proa_alloc_fail::Failures()) << "no allocation was failed";
+  proa_alloc_fail::FailNth(0);
+  EXPECT_TRUE(proa_future_cancelled(f));
+  ASSERT_NE(nullptr, proa_future_error_message(f));
+  EXPECT_STREQ("bye", proa_future_error_message(f));
+  ASSERT_EQ(0, RunOnce(loop));
+  EXPECT_EQ(1, ran.calls);
 }
 
 TEST_F(Future, DoneCallbacksAreScheduledNotCalled) {

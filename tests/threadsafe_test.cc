@@ -238,6 +238,63 @@ TEST_F(Threadsafe, InterleavedWithLoopThreadCalls) {
   EXPECT_EQ(2000, s.local);
 }
 
+// ---- FIFO with call_soon (asyncio's order) ----
+
+struct Order {
+  proa_loop *loop;
+  std::string seen;
+};
+struct Mark {
+  Order *order;
+  char name;
+};
+void RecordMark(void *arg) {
+  Mark *m = static_cast<Mark *>(arg);
+  m->order->seen += m->name;
+}
+
+TEST_F(Threadsafe, FifoWithCallSoonFromLoopThread) {
+  // A thread-safe call made first runs first, also from the loop thread.
+  Order o{loop};
+  Mark a{&o, 'a'}, b{&o, 'b'}, c{&o, 'c'}, d{&o, 'd'};
+  ASSERT_EQ(0, proa_call_soon_threadsafe(loop, RecordMark, &a, nullptr));
+  ASSERT_EQ(0, proa_call_soon(loop, RecordMark, &b, nullptr));
+  ASSERT_EQ(0, proa_call_soon_threadsafe(loop, RecordMark, &c, nullptr));
+  ASSERT_EQ(0, proa_call_soon(loop, RecordMark, &d, nullptr));
+  ASSERT_EQ(0, proa_call_soon(loop, StopLoop, loop, nullptr));
+  ASSERT_EQ(0, RunWithWatchdog(loop));
+  EXPECT_EQ("abcd", o.seen);
+}
+
+TEST_F(Threadsafe, FifoWithCallSoonFromAnotherThread) {
+  // Inside a callback: another thread makes a thread-safe call and is
+  // joined (so its call happened first), then the callback calls
+  // call_soon. The thread-safe call runs first.
+  struct S {
+    Order o;
+    Mark x, y, z;
+  } s{{loop}, {&s.o, 'x'}, {&s.o, 'y'}, {&s.o, 'z'}};
+  static void (*body)(void *) = nullptr;
+  body = [](void *arg) {
+    S *s = static_cast<S *>(arg);
+    std::thread t([s] {
+      EXPECT_EQ(
+          0, proa_call_soon_threadsafe(s->o.loop, RecordMark, &s->x, nullptr));
+    });
+    t.join();
+    EXPECT_EQ(0, proa_call_soon(s->o.loop, RecordMark, &s->y, nullptr));
+    std::thread u([s] {
+      EXPECT_EQ(
+          0, proa_call_soon_threadsafe(s->o.loop, RecordMark, &s->z, nullptr));
+    });
+    u.join();
+    EXPECT_EQ(0, proa_call_soon(s->o.loop, StopLoop, s->o.loop, nullptr));
+  };
+  ASSERT_EQ(0, proa_call_soon(loop, body, &s, nullptr));
+  ASSERT_EQ(0, RunWithWatchdog(loop));
+  EXPECT_EQ("xyz", s.o.seen);
+}
+
 // ---- racing with close ----
 
 TEST(ThreadsafeClose, RacingWithClose) {

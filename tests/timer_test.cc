@@ -198,6 +198,38 @@ TEST_F(Timer, EqualDeadlinesAllRun) {
   }
 }
 
+// libuv's guarantee: timers with the same deadline run in the order they
+// were scheduled, even with other deadlines and cancellations mixed in (a
+// binary heap alone reorders equal keys).
+TEST_F(Timer, EqualDeadlinesRunInSchedulingOrder) {
+  const int kN = 1000;
+  std::vector<Fired> fired(kN, Fired{loop});
+  std::vector<proa_handle *> others;
+  int counter = 0;
+  // In the past: due on the first iteration, no waiting involved.
+  double when = proa_loop_time(loop) - 10.0;
+  for (int i = 0; i < kN; ++i) {
+    fired[i].counter = &counter;
+    ASSERT_EQ(0, proa_call_at(loop, when, RecordFire, &fired[i], nullptr));
+    // Later and earlier deadlines, some cancelled, shuffle the heap.
+    proa_handle *h = nullptr;
+    ASSERT_EQ(0, proa_call_at(loop, when + 1000.0 + (i % 7), RecordFire,
+                              &fired[i], &h));
+    others.push_back(h);
+    if (i % 3 == 0)
+      proa_handle_cancel(h);
+  }
+  for (proa_handle *h : others)
+    proa_handle_cancel(h);
+  ASSERT_EQ(0, RunOnce(loop));
+  for (int i = 0; i < kN; ++i) {
+    EXPECT_EQ(1, fired[i].count) << i;
+    EXPECT_EQ(i, fired[i].seq) << "timer " << i << " ran out of order";
+  }
+  for (proa_handle *h : others)
+    proa_handle_unref(h);
+}
+
 struct Busy {
   proa_loop *loop;
   bool done = false;

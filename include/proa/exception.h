@@ -16,7 +16,7 @@ extern "C" {
 typedef struct proa_context {
   const char *message;       /* what happened, in a sentence */
   int error;                 /* a PROA_E* code, or 0 */
-  const char *error_message; /* detail that came with the error, or NULL */
+  const char *error_message; /* detail (of the error, if any), or NULL */
   proa_future *future;       /* the future involved */
   proa_handle *handle;       /* the callback handle involved */
   void *transport;           /* the transport involved */

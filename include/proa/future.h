@@ -38,24 +38,36 @@ PROA_API bool proa_future_done(const proa_future *future);
 PROA_API bool proa_future_cancelled(const proa_future *future);
 
 /*
- * Completes the future with `value`; the future owns it and releases it with
- * `free_value` (may be NULL) when freed. Schedules the done callbacks.
- * PROA_ESTATE if the future is already done (the value is not taken).
+ * Completes the future with `value` and schedules the done callbacks.
+ *
+ * Who owns `value`: on 0 the future does, and releases it with `free_value`
+ * (may be NULL) when it is freed. The only errors come before anything is
+ * taken, and then `value` stays the caller's: PROA_EINVAL (future NULL) and
+ * PROA_ESTATE (already done, e.g. cancelled). Nothing fails once the value
+ * is taken: without memory to queue the callbacks the loop still runs them
+ * at its next iteration, and on a closed loop, where they can never run,
+ * they are dropped. So a caller frees `value` only when this returns an
+ * error, and never after a 0.
  */
 PROA_API int proa_future_set_result(proa_future *future, void *value,
                                     proa_free_fn free_value);
 
 /*
  * Completes the future with an error (`error` < 0, else PROA_EINVAL) and an
- * optional message, which is copied. PROA_ESTATE if already done.
+ * optional message, which is copied (if it cannot be, for want of memory,
+ * the future completes without it). Errors, before anything changes:
+ * PROA_EINVAL, PROA_ESTATE if already done. As for set_result, nothing
+ * fails once the future is completed.
  */
 PROA_API int proa_future_set_error(proa_future *future, int error,
                                    const char *message);
 
 /*
- * Cancels a pending future (its error becomes PROA_ECANCELED, with `message`
- * if not NULL) and schedules its done callbacks. Returns true if it was
- * cancelled, false if it was already done.
+ * Cancels a pending future (its error becomes PROA_ECANCELED, with a copy of
+ * `message` if not NULL and there is memory for it) and schedules its done
+ * callbacks. Returns true if it was cancelled, false if it was already done.
+ * A task is cancelled as task.h describes (true while its body still has to
+ * see the cancellation).
  */
 PROA_API bool proa_future_cancel(proa_future *future, const char *message);
 
@@ -77,8 +89,9 @@ PROA_API const char *proa_future_error_message(const proa_future *future);
 /*
  * Adds a done callback: scheduled with call_soon when the future completes,
  * or right away if it is already done; callbacks run in the order added.
- * Errors: PROA_EINVAL, PROA_ENOMEM, PROA_ECLOSED (done future on a closed
- * loop).
+ * Errors, all meaning the callback was not added: PROA_EINVAL, PROA_ENOMEM,
+ * PROA_ECLOSED (done future on a closed loop). A callback added (0) runs
+ * exactly once, unless the loop closes first.
  */
 PROA_API int proa_future_add_done_callback(proa_future *future,
                                            proa_done_callback cb, void *arg);

@@ -31,8 +31,13 @@ typedef struct proa_task_options {
  * next iteration, through the loop's task factory if one is set. The task
  * is a future: *out receives it (the caller owns a reference), to await,
  * add done callbacks to, cancel or pass to proa_loop_run_until_complete.
- * Loop thread only. Errors: PROA_EINVAL, PROA_ENOMEM (no memory for the
- * stack), PROA_ECLOSED, PROA_EWRONGTHREAD (debug mode).
+ * A task holds a reference to itself until its body returns; one still
+ * pending when the loop closes is destroyed there, and each such task is
+ * reported to the exception handler ("Task was destroyed but it is
+ * pending", with the task as the context's future), in every mode.
+ * Loop thread only. Errors: PROA_EINVAL (also a stack_size too large to
+ * round up to whole pages plus a guard page), PROA_ENOMEM (no memory for
+ * the stack), PROA_ECLOSED, PROA_EWRONGTHREAD (debug mode).
  */
 PROA_API int proa_create_task(proa_loop *loop, proa_task_fn fn, void *arg,
                               const proa_task_options *opts, proa_future **out);
@@ -40,10 +45,22 @@ PROA_API int proa_create_task(proa_loop *loop, proa_task_fn fn, void *arg,
 /*
  * Inside a task: suspends it until `future` is done, then returns the
  * outcome as proa_future_result() does (the value stays owned by the
- * future). A future that is already done returns at once. If the task is
- * cancelled while waiting (or was cancelled before), the await returns
- * PROA_ECANCELED once; the awaited future itself is left alone, so other
- * awaiters are not affected. Outside a task: PROA_ENOTINTASK.
+ * future). A future that is already done returns at once.
+ *
+ * Cancellation follows asyncio. Cancelling a task (proa_future_cancel,
+ * with an optional message) cancels the future it awaits, with the same
+ * message, so every other awaiter of that future sees the cancellation
+ * too; the await returns PROA_ECANCELED once. If the awaited future cannot
+ * be cancelled any more (it is done), or the task awaits nothing yet, the
+ * task's next await returns PROA_ECANCELED. A cancelled task ends
+ * cancelled (proa_future_cancelled, with the cancel's message), whatever
+ * its body returns; so does a task whose body returns PROA_ECANCELED (what
+ * an await of a cancelled future gave it): either way that is no error,
+ * and it is never reported as one nobody retrieved.
+ *
+ * Errors, returned at once: PROA_ENOTINTASK outside a task; PROA_EINVAL
+ * when `future` is NULL, is the task itself, or belongs to another loop
+ * than the task's (its callbacks would run on that loop's thread).
  */
 PROA_API int proa_await(proa_future *future, void **result);
 

@@ -105,6 +105,9 @@ void proa_loop_default_exception_handler(proa_loop *loop,
                   proa_err_name(ctx->error), proa_strerror(ctx->error),
                   ctx->error_message ? ": " : "",
                   ctx->error_message ? ctx->error_message : "", where);
+  else if (ctx->error_message)
+    proa_loop_log(loop, PROA_LOG_ERROR, "%s: %s%s", msg, ctx->error_message,
+                  where);
   else
     proa_loop_log(loop, PROA_LOG_ERROR, "%s%s", msg, where);
 }

@@ -188,6 +188,7 @@ struct proa__exec_call {
   void *result;
   int error;
   bool dropped;                 /* the executor never ran fn */
+  proa_handle *post;            /* call_done's, allocated up front */
   proa__exec_call *prev, *next; /* in loop->exec_calls */
 };
 
@@ -239,8 +240,11 @@ static void call_job(void *ctx, int status) {
     if (c->free_arg)
       c->free_arg(c->arg);
   }
-  /* PROA_ECLOSED: the loop let go of its side at close. */
-  proa_call_soon_threadsafe(loop, call_done, c, NULL);
+  /* The handle was allocated on the loop thread, so posting it cannot fail
+   * for want of memory and leave the future pending for good. It fails
+   * only with PROA_ECLOSED: the loop let go of its side at close (and
+   * cancelled the future) already. */
+  proa__threadsafe_post(c->post);
   call_release(c);
   proa_loop_unref(loop);
 }
@@ -261,7 +265,10 @@ static proa__exec_call *call_new(proa_loop *loop, proa_work_fn fn, void *arg,
   proa__exec_call *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
-  if (proa_future_new(loop, &c->future) != 0) {
+  c->post = proa__threadsafe_prepare(loop, call_done, NULL, c);
+  if (!c->post || proa_future_new(loop, &c->future) != 0) {
+    if (c->post)
+      proa__threadsafe_discard(c->post);
     free(c);
     return NULL;
   }
@@ -306,6 +313,7 @@ int proa__run_in_executor(proa_loop *loop, proa_executor *executor,
   if (err) {
     /* Never submitted: undo both sides here. */
     call_unlink(c);
+    proa__threadsafe_discard(c->post);
     proa_future_unref(c->future);
     proa_loop_unref(c->loop);
     free(c);

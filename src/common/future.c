@@ -115,17 +115,61 @@ static void drop_callbacks(void *arg) {
   proa_future_unref(f);
 }
 
-/* Makes sure a run_callbacks call is queued while callbacks are waiting. */
-static int schedule_callbacks(proa_future *f) {
+/* Makes the loop run the future's callbacks at its next iteration without
+ * a handle, which could not be had. */
+static void stall(proa_future *f) {
+  proa_loop *loop = f->loop;
+  f->stalled_next = NULL;
+  if (loop->stalled_tail)
+    loop->stalled_tail->stalled_next = f;
+  else
+    loop->stalled = f;
+  loop->stalled_tail = f;
+}
+
+/* Takes the list of stalled futures, to run or drop each. */
+static proa_future *take_stalled(proa_loop *loop) {
+  proa_future *list = loop->stalled;
+  loop->stalled = loop->stalled_tail = NULL;
+  return list;
+}
+
+void proa__futures_run_stalled(proa_loop *loop) {
+  proa_future *f = take_stalled(loop);
+  while (f) {
+    proa_future *next = f->stalled_next;
+    run_callbacks(f);
+    f = next;
+  }
+}
+
+void proa__futures_drop_stalled(proa_loop *loop) {
+  proa_future *f = take_stalled(loop);
+  while (f) {
+    proa_future *next = f->stalled_next;
+    drop_callbacks(f);
+    f = next;
+  }
+}
+
+/*
+ * Makes sure the callbacks waiting are run by the loop. This never fails,
+ * so that completing a future never fails after it took the value: without
+ * a handle the loop runs them at its next iteration all the same, and on a
+ * closed loop, where they can never run, they are dropped now (their drop
+ * functions run, as they would have at the close).
+ */
+static void schedule_callbacks(proa_future *f) {
   int err;
   if (f->callbacks_scheduled || f->ncallbacks == 0)
-    return 0;
-  err = proa__call_soon(f->loop, run_callbacks, drop_callbacks, f);
-  if (err)
-    return err;
+    return;
   f->callbacks_scheduled = true;
-  proa_future_ref(f);
-  return 0;
+  proa_future_ref(f); /* released by run_callbacks or drop_callbacks */
+  err = proa__call_soon(f->loop, run_callbacks, drop_callbacks, f);
+  if (err == PROA_ECLOSED)
+    drop_callbacks(f);
+  else if (err)
+    stall(f);
 }
 
 int proa_future_set_result(proa_future *future, void *value,
@@ -133,22 +177,22 @@ int proa_future_set_result(proa_future *future, void *value,
   if (!future)
     return PROA_EINVAL;
   if (future->state != PROA__FUTURE_PENDING)
-    return PROA_ESTATE;
+    return PROA_ESTATE; /* nothing was taken */
   future->state = PROA__FUTURE_RESULT;
   future->value = value;
   future->free_value = free_value;
-  return schedule_callbacks(future);
+  schedule_callbacks(future);
+  return 0;
 }
 
-/* Moves a pending future to an error state (cancellation included). */
-static int complete_with_error(proa_future *f, uint8_t state, int error,
-                               const char *message) {
+/* Moves a pending future to an error state (cancellation included). A
+ * message that cannot be copied is left out: the outcome matters more. */
+static void complete_with_error(proa_future *f, uint8_t state, int error,
+                                const char *message) {
   f->message = proa__strdup(message);
-  if (message && !f->message)
-    return PROA_ENOMEM;
   f->state = state;
   f->error = error;
-  return schedule_callbacks(f);
+  schedule_callbacks(f);
 }
 
 int proa_future_set_error(proa_future *future, int error, const char *message) {
@@ -156,7 +200,8 @@ int proa_future_set_error(proa_future *future, int error, const char *message) {
     return PROA_EINVAL;
   if (future->state != PROA__FUTURE_PENDING)
     return PROA_ESTATE;
-  return complete_with_error(future, PROA__FUTURE_ERROR, error, message);
+  complete_with_error(future, PROA__FUTURE_ERROR, error, message);
+  return 0;
 }
 
 bool proa_future_cancel(proa_future *future, const char *message) {
@@ -172,9 +217,7 @@ bool proa__future_cancel(proa_future *future, const char *message) {
     return false;
   /* Even if the message cannot be copied or the loop is closed, the
    * future is cancelled: that is what the caller asked for. */
-  if (complete_with_error(future, PROA__FUTURE_CANCELLED, PROA_ECANCELED,
-                          message) == PROA_ENOMEM)
-    complete_with_error(future, PROA__FUTURE_CANCELLED, PROA_ECANCELED, NULL);
+  complete_with_error(future, PROA__FUTURE_CANCELLED, PROA_ECANCELED, message);
   return true;
 }
 
@@ -232,9 +275,9 @@ int proa__future_add_done_callback(proa_future *future, proa_done_callback cb,
   future->callbacks[future->ncallbacks].drop = drop;
   future->callbacks[future->ncallbacks].arg = arg;
   future->ncallbacks++;
-  if (future->state == PROA__FUTURE_PENDING)
-    return 0;
-  return schedule_callbacks(future);
+  if (future->state != PROA__FUTURE_PENDING)
+    schedule_callbacks(future);
+  return 0;
 }
 
 int proa_future_remove_done_callback(proa_future *future, proa_done_callback cb,

@@ -30,6 +30,7 @@ struct proa_handle {
   void *arg;
   proa_loop *loop;
   double when;       /* deadline of a timer, 0 otherwise */
+  uint64_t seq;      /* a timer's scheduling order, to break ties on `when` */
   size_t heap_index; /* position in the timer heap, or PROA__NOT_IN_HEAP */
   proa_handle *next; /* link in the ready or the threadsafe queue */
   uint8_t state;     /* enum proa__handle_state */
@@ -75,8 +76,9 @@ struct proa_loop {
   double slow_callback;
 
   proa__queue ready;
-  proa_handle **timers; /* binary min-heap on `when` */
+  proa_handle **timers; /* binary min-heap on (`when`, `seq`) */
   size_t ntimers, timers_cap;
+  uint64_t timer_seq; /* the next timer's seq */
 
   /* call_soon_threadsafe hands over handles through this queue. */
   proa__mutex *ts_lock;
@@ -97,6 +99,11 @@ struct proa_loop {
   bool owns_executor;          /* it is the built-in pool, freed at close */
   proa__exec_call *exec_calls; /* run_in_executor calls still in flight */
   proa__list resources;        /* open socket owners (see proa__resource) */
+
+  /* Futures whose callbacks could not be queued for want of a handle;
+   * the next iteration runs them (future.c). Linked through stalled_next,
+   * each holding a reference. */
+  proa_future *stalled, *stalled_tail;
 
   proa_handle *free_handles; /* recycled handles, linked through `next` */
   size_t nfree_handles;
@@ -156,6 +163,8 @@ struct proa_future {
   proa__done_entry *callbacks; /* `inline_callbacks` or a heap array */
   size_t ncallbacks, callbacks_cap;
   proa__done_entry inline_callbacks[2];
+  /* In loop->stalled: its callbacks wait for a handle (out of memory). */
+  proa_future *stalled_next;
 };
 
 /* ---- futures (future.c) ---- */
@@ -168,6 +177,10 @@ int proa__future_add_done_callback(proa_future *f, proa_done_callback cb,
                                    proa_done_callback drop, void *arg);
 /* The plain cancel, for classes whose cancel hook ends with it. */
 bool proa__future_cancel(proa_future *f, const char *message);
+/* The loop's run cycle: runs the callbacks of the stalled futures. */
+void proa__futures_run_stalled(proa_loop *loop);
+/* At close: drops them instead. */
+void proa__futures_drop_stalled(proa_loop *loop);
 
 /* A copy of `s` (NULL for NULL, or when out of memory). */
 char *proa__strdup(const char *s);
@@ -188,6 +201,17 @@ int proa__call_soon(proa_loop *loop, proa_callback cb, proa_callback drop,
 int proa__call_soon_threadsafe(proa_loop *loop, proa_callback cb,
                                proa_callback drop, void *arg,
                                proa_handle **out);
+/*
+ * call_soon_threadsafe in two steps, for a caller that must not fail
+ * later: the handle is allocated now (any thread; NULL when out of
+ * memory), and posting it cannot fail but with PROA_ECLOSED, when the loop
+ * is closed (the handle is then freed; neither cb nor drop runs). A
+ * prepared handle that is never posted goes with proa__threadsafe_discard.
+ */
+proa_handle *proa__threadsafe_prepare(proa_loop *loop, proa_callback cb,
+                                      proa_callback drop, void *arg);
+int proa__threadsafe_post(proa_handle *h);
+void proa__threadsafe_discard(proa_handle *h);
 proa_handle *proa__queue_pop(proa__queue *q);
 
 /*

@@ -340,6 +340,7 @@ int proa_loop_close(proa_loop *loop) {
   loop->closed = true;
   drop_queue(&pending);
   drop_queue(&loop->ready);
+  proa__futures_drop_stalled(loop);
   proa__timers_clear(loop);
   while (loop->free_handles) {
     proa_handle *h = loop->free_handles;
@@ -404,6 +405,25 @@ double proa_loop_get_slow_callback_duration(const proa_loop *loop) {
 
 /* ---- scheduling ---- */
 
+/*
+ * Moves what other threads handed over to the ready queue. Called before
+ * every call_soon too, so that a thread-safe call made before a call_soon
+ * runs before it (asyncio's order), from whichever thread it came.
+ */
+static void take_threadsafe(proa_loop *loop) {
+  proa__queue q;
+  /* Most iterations have nothing from other threads: skip the lock. */
+  if (!proa__atomic_load(&loop->ts_pending))
+    return;
+  proa__mutex_lock(loop->ts_lock);
+  proa__atomic_store(&loop->ts_pending, 0);
+  q = loop->ts_queue;
+  memset(&loop->ts_queue, 0, sizeof loop->ts_queue);
+  loop->ts_woken = false;
+  proa__mutex_unlock(loop->ts_lock);
+  queue_splice(&loop->ready, &q);
+}
+
 int proa_call_soon(proa_loop *loop, proa_callback cb, void *arg,
                    proa_handle **out) {
   proa_handle *h;
@@ -418,6 +438,7 @@ int proa_call_soon(proa_loop *loop, proa_callback cb, void *arg,
   h = proa__handle_new(loop, cb, arg);
   if (!h)
     return PROA_ENOMEM;
+  take_threadsafe(loop);
   proa__queue_push(&loop->ready, h);
   hand_out(h, out);
   return 0;
@@ -432,6 +453,7 @@ int proa__call_soon(proa_loop *loop, proa_callback cb, proa_callback drop,
   if (!h)
     return PROA_ENOMEM;
   h->drop = drop;
+  take_threadsafe(loop);
   proa__queue_push(&loop->ready, h);
   return 0;
 }
@@ -441,28 +463,26 @@ int proa_call_soon_threadsafe(proa_loop *loop, proa_callback cb, void *arg,
   return proa__call_soon_threadsafe(loop, cb, NULL, arg, out);
 }
 
-int proa__call_soon_threadsafe(proa_loop *loop, proa_callback cb,
-                               proa_callback drop, void *arg,
-                               proa_handle **out) {
-  proa_handle *h;
-  bool wake;
-  if (out)
-    *out = NULL;
-  if (!loop || !cb)
-    return PROA_EINVAL;
+proa_handle *proa__threadsafe_prepare(proa_loop *loop, proa_callback cb,
+                                      proa_callback drop, void *arg) {
   /* Another thread must not touch the loop's free list: plain malloc. */
-  h = malloc(sizeof *h);
-  if (!h)
-    return PROA_ENOMEM;
-  handle_init(h, loop, cb, arg);
-  h->drop = drop;
-  hand_out(h, out);
+  proa_handle *h = malloc(sizeof *h);
+  if (h) {
+    handle_init(h, loop, cb, arg);
+    h->drop = drop;
+  }
+  return h;
+}
+
+void proa__threadsafe_discard(proa_handle *h) { free(h); }
+
+int proa__threadsafe_post(proa_handle *h) {
+  proa_loop *loop = h->loop;
+  bool wake;
   proa__mutex_lock(loop->ts_lock);
   if (loop->ts_closed) {
     proa__mutex_unlock(loop->ts_lock);
     free(h);
-    if (out)
-      *out = NULL;
     return PROA_ECLOSED;
   }
   proa__queue_push(&loop->ts_queue, h);
@@ -474,6 +494,28 @@ int proa__call_soon_threadsafe(proa_loop *loop, proa_callback cb,
     loop->be_ops->wakeup(loop->backend);
   proa__mutex_unlock(loop->ts_lock);
   return 0;
+}
+
+int proa__call_soon_threadsafe(proa_loop *loop, proa_callback cb,
+                               proa_callback drop, void *arg,
+                               proa_handle **out) {
+  proa_handle *h;
+  int err;
+  if (out)
+    *out = NULL;
+  if (!loop || !cb)
+    return PROA_EINVAL;
+  h = proa__threadsafe_prepare(loop, cb, drop, arg);
+  if (!h)
+    return PROA_ENOMEM;
+  /* The caller's reference first: once posted, the loop may run and
+   * release the handle at any moment. */
+  if (out)
+    proa__atomic_add(&h->refs, 1);
+  err = proa__threadsafe_post(h); /* frees h on PROA_ECLOSED */
+  if (!err && out)
+    *out = h;
+  return err;
 }
 
 int proa_call_at(proa_loop *loop, double when, proa_callback cb, void *arg,
@@ -512,20 +554,6 @@ int proa_call_later(proa_loop *loop, double delay, proa_callback cb, void *arg,
 
 /* ---- the run cycle ---- */
 
-static void take_threadsafe(proa_loop *loop) {
-  proa__queue q;
-  /* Most iterations have nothing from other threads: skip the lock. */
-  if (!proa__atomic_load(&loop->ts_pending))
-    return;
-  proa__mutex_lock(loop->ts_lock);
-  proa__atomic_store(&loop->ts_pending, 0);
-  q = loop->ts_queue;
-  memset(&loop->ts_queue, 0, sizeof loop->ts_queue);
-  loop->ts_woken = false;
-  proa__mutex_unlock(loop->ts_lock);
-  queue_splice(&loop->ready, &q);
-}
-
 static void run_handle(proa_loop *loop, proa_handle *h) {
   double start, took;
   h->state = PROA__HANDLE_DONE; /* a cancel from inside is now a no-op */
@@ -546,13 +574,14 @@ static int run_once(proa_loop *loop) {
   int64_t timeout = 0;
   size_t n;
   int err;
-  if (!loop->ready.len && !loop->stopping)
+  if (!loop->ready.len && !loop->stopping && !loop->stalled)
     timeout = proa__timers_timeout_ms(loop, now_seconds());
   err = loop->be_ops->poll(loop->backend, timeout);
   if (err)
     return err;
   take_threadsafe(loop);
   proa__timers_run_due(loop, now_seconds());
+  proa__futures_run_stalled(loop);
   /* Only this batch: what it schedules waits for the next iteration. */
   for (n = loop->ready.len; n > 0; n--) {
     proa_handle *h = proa__queue_pop(&loop->ready);

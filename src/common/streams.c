@@ -84,7 +84,8 @@ static void take(proa_stream *s, size_t k) {
       memmove(s->buf, s->buf + k, s->len - k);
       s->len -= k;
     }
-    proa_future_set_result(f, b, free);
+    if (proa_future_set_result(f, b, free) != 0)
+      free(b); /* not taken (the read was cancelled): still ours */
   }
   proa_future_unref(f);
   /* Reading resumes once the buffer is back under the limit. */
@@ -150,6 +151,12 @@ static void complete_until(proa_stream *s) {
  * must wait for more data resumes reading, even past twice the limit. */
 static void try_complete(proa_stream *s) {
   char msg[96];
+  if (s->reader && proa_future_done(s->reader)) {
+    /* The read was cancelled: what it would have taken stays buffered. */
+    proa_future_unref(s->reader);
+    s->reader = NULL;
+    s->kind = READ_NONE;
+  }
   if (s->reader && s->paused && s->t && !s->lost) {
     s->paused = false;
     proa_transport_resume_reading(s->t);
@@ -271,14 +278,19 @@ static int start_read(proa_stream *s, enum read_kind kind, size_t n,
     *out = NULL;
   if (!s || !out)
     return PROA_EINVAL;
-  if (s->reader)
+  if (s->reader && !proa_future_done(s->reader))
     return PROA_EBUSY;
+  if (s->reader) { /* a cancelled read */
+    proa_future_unref(s->reader);
+    s->reader = NULL;
+    s->kind = READ_NONE;
+  }
   err = proa_future_new(s->loop, out);
   if (err)
     return err;
   free(s->sep);
-  s->sep = NULL;
-  if (seplen && !(s->sep = malloc(seplen))) {
+  s->sep = seplen ? malloc(seplen) : NULL;
+  if (seplen && !s->sep) {
     proa_future_unref(*out);
     *out = NULL;
     return PROA_ENOMEM;
@@ -415,10 +427,12 @@ static void on_connected(proa_future *f, void *arg) {
     /* No connection_made, so no connection_lost: drop the protocol's. */
     proa_future_set_error(o->outer, err, proa_future_error_message(f));
     proa_stream_unref(o->s);
-  } else if (proa_future_set_result(o->outer, proa_stream_ref(o->s), release) !=
-             0) {
-    proa_stream_unref(o->s); /* the caller cancelled */
-    proa_stream_close(o->s);
+  } else if (proa_future_done(o->outer)) {
+    proa_stream_close(o->s); /* the caller cancelled: nobody will use it */
+  } else {
+    /* Pending, so set_result takes the reference (future.h): it never
+     * fails once it has, and freeing on an error would free it twice. */
+    proa_future_set_result(o->outer, proa_stream_ref(o->s), release);
   }
   proa_future_unref(o->outer);
   proa_future_unref(f);
@@ -446,7 +460,9 @@ int proa_open_connection(proa_loop *loop, const char *host, int port,
   if (!loop || !out)
     return PROA_EINVAL;
   o = calloc(1, sizeof *o);
-  if (!o || !(o->s = stream_new(loop, limit))) {
+  if (o)
+    o->s = stream_new(loop, limit);
+  if (!o || !o->s) {
     free(o);
     return PROA_ENOMEM;
   }

@@ -1,4 +1,5 @@
 /* Tasks (stackful coroutines as futures), await, sleep, gather, wait_for. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@ typedef struct task {
   void *arg;
   proa_free_fn free_result;
   char *name;
+  char *cancel_message; /* given to the latest proa_future_cancel, or NULL */
   proa__coro *coro;
   proa_future *awaiting; /* what the suspended task waits for */
   bool started;
@@ -74,17 +76,20 @@ static void task_body(void *arg) {
   task *t = arg;
   void *result = NULL;
   int rc = t->fn(t->arg, &result);
-  if (t->cancel_requested) {
-    /* A cancelled task ends cancelled, whatever it returned. */
+  if (t->cancel_requested || rc == PROA_ECANCELED) {
+    /* A cancelled task ends cancelled, whatever it returned; so does one
+     * that passes on the PROA_ECANCELED of what it awaited (asyncio's
+     * CancelledError leaving the coroutine): that is no error to report. */
     if (result && t->free_result)
       t->free_result(result);
-    proa__future_cancel(&t->future, NULL);
+    proa__future_cancel(&t->future, t->cancel_message);
   } else if (rc) {
     if (result && t->free_result)
       t->free_result(result);
     proa_future_set_error(&t->future, rc < 0 ? rc : PROA_EUNKNOWN, NULL);
-  } else {
-    proa_future_set_result(&t->future, result, t->free_result);
+  } else if (proa_future_set_result(&t->future, result, t->free_result) &&
+             result && t->free_result) {
+    t->free_result(result); /* someone completed the task's future */
   }
 }
 
@@ -93,7 +98,7 @@ static void start_cb(void *arg) {
   t->started = true;
   if (t->cancel_requested) {
     /* Cancelled before it ran: like asyncio, the body never runs. */
-    proa__future_cancel(&t->future, NULL);
+    proa__future_cancel(&t->future, t->cancel_message);
     task_finished(t);
     return;
   }
@@ -135,6 +140,8 @@ int proa_await(proa_future *future, void **result) {
     return PROA_ENOTINTASK;
   if (future == &t->future)
     return PROA_EINVAL; /* it would wait for itself forever */
+  if (future->loop != t->future.loop)
+    return PROA_EINVAL; /* its callbacks would run on another thread */
   if (!t->cancel_pending && !proa_future_done(future)) {
     err = proa_future_add_done_callback(future, wake, t);
     if (err)
@@ -154,13 +161,26 @@ int proa_await(proa_future *future, void **result) {
 
 /* ---- cancel and destroy ---- */
 
+/*
+ * asyncio's Task.cancel: the future the task awaits is cancelled (its
+ * wake-up then resumes the task), and the await returns PROA_ECANCELED
+ * once. When that future cannot be cancelled (it is done, its wake-up on
+ * its way), or the task awaits nothing, the cancellation waits for the
+ * task's next await, or is delivered by a scheduled wake-up.
+ */
 static bool task_cancel(proa_future *f, const char *message) {
   task *t = as_task(f);
-  (void)message;
+  char *copy = proa__strdup(message);
+  /* The latest message wins (a retried cancel replaces it); without
+   * memory for it the task is cancelled all the same, without one. */
+  free(t->cancel_message);
+  t->cancel_message = copy;
   if (!t->cancel_requested) {
     t->cancel_requested = true;
     t->cancel_pending = true;
   }
+  if (t->awaiting && proa_future_cancel(t->awaiting, t->cancel_message))
+    return true;
   /* Never resumed from inside the caller: the wake-up is scheduled. */
   if (t->awaiting && !t->cancel_wake_scheduled) {
     proa_future_ref(f);
@@ -175,6 +195,7 @@ static bool task_cancel(proa_future *f, const char *message) {
 static void task_destroy(proa_future *f) {
   task *t = as_task(f);
   free(t->name);
+  free(t->cancel_message);
 }
 
 static const proa__future_class task_class = {task_cancel, task_destroy};
@@ -183,17 +204,30 @@ bool proa_future_is_task(const proa_future *future) {
   return future && future->cls == &task_class;
 }
 
+/* asyncio's report of a task garbage-collected while pending, in every
+ * mode: its frames are lost, which the application must hear of. */
+static void report_destroyed_pending(task *t) {
+  proa_context ctx = PROA_CONTEXT_INIT;
+  char detail[128];
+  ctx.message = "Task was destroyed but it is pending";
+  if (t->name) {
+    snprintf(detail, sizeof detail, "task '%s'", t->name);
+    ctx.error_message = detail;
+  }
+  ctx.future = &t->future;
+  proa_loop_call_exception_handler(t->future.loop, &ctx);
+}
+
 /*
  * At close: tasks that never finished are dropped. Their stacks are freed
- * without unwinding, so what their frames held is lost; debug mode says so.
+ * without unwinding, so what their frames held is lost; the exception
+ * handler hears of each. (A pending task holds a reference to itself, so
+ * the close is the only way one is destroyed.)
  */
 void proa__tasks_close(proa_loop *loop) {
   while (loop->tasks) {
     task *t = loop->tasks;
-    if (loop->debug)
-      proa_loop_log(loop, PROA_LOG_WARNING,
-                    "Task %s (%p) was destroyed but it is pending",
-                    t->name ? t->name : "", (void *)t);
+    report_destroyed_pending(t);
     if (t->awaiting) {
       proa_future_remove_done_callback(t->awaiting, wake, t);
       proa_future_unref(t->awaiting);
@@ -367,7 +401,9 @@ int proa_gather(proa_loop *loop, proa_future *const *futures, size_t count,
     if (!futures[i] || proa_future_loop(futures[i]) != loop)
       return PROA_EINVAL;
   g = calloc(1, sizeof *g);
-  if (!g || !(g->children = malloc((count ? count : 1) * sizeof *futures))) {
+  if (g)
+    g->children = malloc((count ? count : 1) * sizeof *futures);
+  if (!g || !g->children) {
     free(g);
     return PROA_ENOMEM;
   }

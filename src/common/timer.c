@@ -4,6 +4,12 @@
 
 #include "internal.h"
 
+/* Whether `a` is due before `b`. Equal deadlines run in the order they
+ * were scheduled (as libuv guarantees): a heap alone is not stable. */
+static bool earlier(const proa_handle *a, const proa_handle *b) {
+  return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+}
+
 static void heap_set(proa_loop *loop, size_t i, proa_handle *h) {
   loop->timers[i] = h;
   h->heap_index = i;
@@ -13,7 +19,7 @@ static void sift_up(proa_loop *loop, size_t i) {
   proa_handle *h = loop->timers[i];
   while (i > 0) {
     size_t parent = (i - 1) / 2;
-    if (loop->timers[parent]->when <= h->when)
+    if (!earlier(h, loop->timers[parent]))
       break;
     heap_set(loop, i, loop->timers[parent]);
     i = parent;
@@ -28,10 +34,9 @@ static void sift_down(proa_loop *loop, size_t i) {
     size_t child = 2 * i + 1;
     if (child >= n)
       break;
-    if (child + 1 < n &&
-        loop->timers[child + 1]->when < loop->timers[child]->when)
+    if (child + 1 < n && earlier(loop->timers[child + 1], loop->timers[child]))
       child++;
-    if (h->when <= loop->timers[child]->when)
+    if (!earlier(loop->timers[child], h))
       break;
     heap_set(loop, i, loop->timers[child]);
     i = child;
@@ -48,6 +53,7 @@ int proa__timer_push(proa_loop *loop, proa_handle *h) {
     loop->timers = t;
     loop->timers_cap = cap;
   }
+  h->seq = loop->timer_seq++;
   heap_set(loop, loop->ntimers++, h);
   sift_up(loop, h->heap_index);
   return 0;
@@ -61,7 +67,7 @@ void proa__timer_remove(proa_loop *loop, proa_handle *h) {
     return;
   heap_set(loop, i, last);
   /* The moved element may belong above or below its new place. */
-  if (i > 0 && loop->timers[(i - 1) / 2]->when > last->when)
+  if (i > 0 && earlier(last, loop->timers[(i - 1) / 2]))
     sift_up(loop, i);
   else
     sift_down(loop, i);

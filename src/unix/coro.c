@@ -28,16 +28,7 @@
 #include <sanitizer/common_interface_defs.h>
 #endif
 
-#define DEFAULT_STACK (256 * 1024)
-/*
- * Finished default-size stacks kept for reuse: mapping, guarding and
- * unmapping a stack per task costs ~9 us in the kernel, against ~0.2 us for
- * a pooled one. The pool holds address space (256 KiB each) but only the
- * pages a task touched stay resident: a few MiB for a full pool.
- */
-#define POOL_MAX 1024
-
-static size_t page_size(void) {
+size_t proa__os_page_size(void) {
   static size_t page; /* racing first calls store the same value */
   if (!page)
     page = (size_t)sysconf(_SC_PAGESIZE);
@@ -50,8 +41,7 @@ struct proa__coro {
 #ifdef PROA_CORO_UCONTEXT
   ucontext_t ctx, caller_ctx;
 #endif
-  char *map;      /* the mapping: guard page, then the stack */
-  size_t map_len; /* guard + stack */
+  proa__stack stack; /* above its guard page; pooled by stack_pool.c */
   void (*fn)(void *arg);
   void *arg;
   int done;
@@ -60,7 +50,6 @@ struct proa__coro {
   const void *caller_bottom;
   size_t caller_size;
 #endif
-  proa__coro *next_free;
 };
 
 /* ---- the switch ---- */
@@ -208,11 +197,10 @@ static void ucontext_entry(unsigned hi, unsigned lo) {
 
 static void context_init(proa__coro *c, char *top) {
   uint64_t p = (uint64_t)(uintptr_t)c;
-  size_t page = page_size();
   (void)top;
   getcontext(&c->ctx);
-  c->ctx.uc_stack.ss_sp = c->map + page; /* above the guard page */
-  c->ctx.uc_stack.ss_size = c->map_len - page;
+  c->ctx.uc_stack.ss_sp = c->stack.base; /* above the guard page */
+  c->ctx.uc_stack.ss_size = c->stack.size;
   c->ctx.uc_link = NULL;
   makecontext(&c->ctx, (void (*)(void))ucontext_entry, 2, (unsigned)(p >> 32),
               (unsigned)p);
@@ -237,15 +225,10 @@ static void asan_entered(proa__coro *c, void *fake, const void **bottom,
 }
 #endif
 
-#ifdef PROA_ASAN
-static char *stack_bottom(proa__coro *c) { return c->map + page_size(); }
-static size_t stack_size_of(proa__coro *c) { return c->map_len - page_size(); }
-#endif
-
 void proa__coro_resume(proa__coro *c) {
 #ifdef PROA_ASAN
   void *fake = NULL;
-  asan_enter(c, &fake, stack_bottom(c), stack_size_of(c));
+  asan_enter(c, &fake, c->stack.base, c->stack.size);
   switch_in(c);
   asan_entered(c, fake, NULL, NULL);
 #else
@@ -277,80 +260,58 @@ static void coro_main(proa__coro *c) {
 
 int proa__coro_done(const proa__coro *c) { return c->done; }
 
-/* ---- stacks ---- */
+/* ---- stacks: the mapping (stack_pool.c keeps the pool) ---- */
 
-static proa__coro *pool;
-static size_t pool_len;
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static proa__coro *pool_take(size_t map_len) {
-  proa__coro *c = NULL;
-  pthread_mutex_lock(&pool_lock);
-  if (pool && pool->map_len == map_len) {
-    c = pool;
-    pool = c->next_free;
-    pool_len--;
+void proa__os_stack_lock(void) { pthread_mutex_lock(&pool_lock); }
+void proa__os_stack_unlock(void) { pthread_mutex_unlock(&pool_lock); }
+
+int proa__os_stack_map(size_t size, proa__stack *out) {
+  size_t page = proa__os_page_size();
+  char *map = mmap(NULL, size + page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANON, -1, 0);
+  if (map == MAP_FAILED)
+    return PROA_ENOMEM;
+  if (mprotect(map, page, PROT_NONE) != 0) {
+    munmap(map, size + page);
+    return PROA_ENOMEM;
   }
-  pthread_mutex_unlock(&pool_lock);
-  return c;
+  out->base = map + page;
+  out->size = size;
+  return 0;
 }
 
-/* Default-size stacks are kept for the next task; the rest go back. */
-static int pool_put(proa__coro *c) {
-  int kept = 0;
-  pthread_mutex_lock(&pool_lock);
-  if (c->map_len == DEFAULT_STACK + page_size() && pool_len < POOL_MAX) {
-    c->next_free = pool;
-    pool = c;
-    pool_len++;
-    kept = 1;
-  }
-  pthread_mutex_unlock(&pool_lock);
-  return kept;
-}
-
-static proa__coro *coro_alloc(size_t size) {
-  size_t page = page_size();
-  size_t map_len = ((size + page - 1) / page) * page + page;
-  proa__coro *c = pool_take(map_len);
-  char *map;
-  if (c)
-    return c;
-  c = calloc(1, sizeof *c);
-  if (!c)
-    return NULL;
-  map = mmap(NULL, map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANON, -1,
-             0);
-  if (map == MAP_FAILED || mprotect(map, page, PROT_NONE) != 0) {
-    if (map != MAP_FAILED)
-      munmap(map, map_len);
-    free(c);
-    return NULL;
-  }
-  c->map = map;
-  c->map_len = map_len;
-  return c;
+void proa__os_stack_unmap(const proa__stack *stack) {
+  size_t page = proa__os_page_size();
+  munmap(stack->base - page, stack->size + page);
 }
 
 int proa__coro_new(size_t stack_size, void (*fn)(void *arg), void *arg,
                    proa__coro **out) {
-  proa__coro *c = coro_alloc(stack_size ? stack_size : DEFAULT_STACK);
+  proa__coro *c;
+  size_t size;
+  int err = proa__stack_size(stack_size, &size);
+  if (err)
+    return err;
+  c = calloc(1, sizeof *c);
   if (!c)
     return PROA_ENOMEM;
+  err = proa__stack_get(size, &c->stack);
+  if (err) {
+    free(c);
+    return err;
+  }
   c->fn = fn;
   c->arg = arg;
-  c->done = 0;
-#ifdef PROA_ASAN
-  c->fake_stack = NULL;
-#endif
-  context_init(c, c->map + c->map_len);
+  context_init(c, c->stack.base + c->stack.size);
   *out = c;
   return 0;
 }
 
 void proa__coro_free(proa__coro *c) {
-  if (!c || pool_put(c))
+  if (!c)
     return;
-  munmap(c->map, c->map_len);
+  proa__stack_put(&c->stack);
   free(c);
 }

@@ -33,15 +33,20 @@ static proa__atomic_int running;
 static void on_signal(int signum) {
   int saved = errno;
   long fd;
-  proa__atomic_add(&running, 1);
-  fd = proa__atomic_load(&owner_fd[signum]) - 1;
+  /* Dekker's handshake with proa__signal_release: this side announces
+   * itself and then reads the owner; that side clears the owner and then
+   * reads `running`. Only sequential consistency rules out both reads
+   * seeing the old values (this one writing to a released fd while that
+   * one saw no handler running). */
+  proa__atomic_add_sc(&running, 1);
+  fd = proa__atomic_load_sc(&owner_fd[signum]) - 1;
   if (fd >= 0) {
     unsigned char byte = (unsigned char)signum;
     /* A full pipe already holds a wake-up; losing the byte is fine. */
     ssize_t n = write((int)fd, &byte, 1);
     (void)n;
   }
-  proa__atomic_add(&running, -1);
+  proa__atomic_add_sc(&running, -1);
   errno = saved;
 }
 
@@ -79,12 +84,12 @@ void proa__signal_release(int signum, int write_fd) {
   pthread_mutex_lock(&claim_lock);
   if (proa__atomic_load(&owner_fd[signum]) - 1 == write_fd) {
     install(signum, SIG_DFL);
-    proa__atomic_store(&owner_fd[signum], 0);
+    proa__atomic_store_sc(&owner_fd[signum], 0);
   }
   pthread_mutex_unlock(&claim_lock);
   /* A handler that loaded the fd before the store may still be writing;
    * it takes microseconds, and a handler on this thread runs to its end
    * before this loop resumes, so the wait cannot deadlock. */
-  while (proa__atomic_load(&running) != 0)
+  while (proa__atomic_load_sc(&running) != 0)
     sched_yield();
 }

@@ -10,25 +10,15 @@
 #define PROA_CORO_FIBERS 1 /* MSVC, or no hand-written switch for this CPU */
 #endif
 
-#define DEFAULT_STACK (256 * 1024)
-#ifdef PROA_CORO_FIBERS
-#define POOL_FIBERS_OFF 1
-#else
-#define POOL_FIBERS_OFF 0
-#endif
-#define POOL_MAX 1024 /* as on Unix: see src/unix/coro.c */
-
 struct proa__coro {
-  void *sp;        /* asm: the coroutine's saved stack pointer */
-  void *caller_sp; /* asm: the resumer's, while the coroutine runs */
-  void *fiber;     /* fibers: the coroutine's fiber */
-  void *caller;    /* fibers: the resumer's fiber */
-  char *map;       /* asm: guard page, then the stack */
-  size_t size;     /* the stack's usable size */
+  void *sp;          /* asm: the coroutine's saved stack pointer */
+  void *caller_sp;   /* asm: the resumer's, while the coroutine runs */
+  void *fiber;       /* fibers: the coroutine's fiber */
+  void *caller;      /* fibers: the resumer's fiber */
+  proa__stack stack; /* asm: above its guard page; pooled by stack_pool.c */
   void (*fn)(void *arg);
   void *arg;
   int done;
-  proa__coro *next_free;
 };
 
 static void coro_main(proa__coro *c) {
@@ -114,7 +104,7 @@ __asm__(".text\n"
 
 /* The frame proa__coro_switch pops, from the top of a new stack down. */
 static void context_init(proa__coro *c) {
-  char *top = c->map + 4096 + c->size;
+  char *top = c->stack.base + c->stack.size;
   uint64_t *sp = (uint64_t *)(void *)top;
   uint32_t csr[2];
   __asm__ volatile("stmxcsr %0\n fnstcw %1" : "=m"(csr[0]), "=m"(csr[1]));
@@ -130,8 +120,9 @@ static void context_init(proa__coro *c) {
   *--sp = 0;                                    /* r14 */
   *--sp = 0;                                    /* r15 */
   *--sp = (uint64_t)(uintptr_t)top;             /* StackBase */
-  *--sp = (uint64_t)(uintptr_t)(c->map + 4096); /* StackLimit */
-  *--sp = (uint64_t)(uintptr_t)c->map;          /* DeallocationStack */
+  *--sp = (uint64_t)(uintptr_t)c->stack.base;   /* StackLimit */
+  *--sp = (uint64_t)(uintptr_t)(c->stack.base - proa__os_page_size());
+  /* ^ DeallocationStack: the start of the mapping, guard page included */
   sp = (uint64_t *)(void *)((char *)sp - 176);
   memset(sp, 0, 176);
   memcpy((char *)sp + 160, csr, sizeof csr);
@@ -147,21 +138,30 @@ void proa__coro_yield(proa__coro *c) {
 const char *proa__coro_kind(void) { return "asm-x86_64-win64"; }
 
 /* The whole stack is committed: the switch does not grow stacks. */
-static int stack_alloc(proa__coro *c, size_t size) {
+int proa__os_stack_map(size_t size, proa__stack *out) {
+  size_t page = proa__os_page_size();
   DWORD old;
-  c->map = (char *)VirtualAlloc(NULL, size + 4096, MEM_RESERVE | MEM_COMMIT,
-                                PAGE_READWRITE);
-  if (!c->map)
+  char *map = (char *)VirtualAlloc(NULL, size + page, MEM_RESERVE | MEM_COMMIT,
+                                   PAGE_READWRITE);
+  if (!map)
     return PROA_ENOMEM;
-  if (!VirtualProtect(c->map, 4096, PAGE_NOACCESS, &old)) {
-    VirtualFree(c->map, 0, MEM_RELEASE);
-    c->map = NULL;
+  if (!VirtualProtect(map, page, PAGE_NOACCESS, &old)) {
+    VirtualFree(map, 0, MEM_RELEASE);
     return PROA_ENOMEM;
   }
-  c->size = size;
+  out->base = map + page;
+  out->size = size;
   return 0;
 }
-static void stack_free(proa__coro *c) { VirtualFree(c->map, 0, MEM_RELEASE); }
+
+void proa__os_stack_unmap(const proa__stack *stack) {
+  VirtualFree(stack->base - proa__os_page_size(), 0, MEM_RELEASE);
+}
+
+static int stack_alloc(proa__coro *c, size_t size) {
+  return proa__stack_get(size, &c->stack);
+}
+static void stack_free(proa__coro *c) { proa__stack_put(&c->stack); }
 
 #else /* Fibers */
 
@@ -180,65 +180,66 @@ void proa__coro_yield(proa__coro *c) { SwitchToFiber(c->caller); }
 const char *proa__coro_kind(void) { return "fiber"; }
 
 /* Fibers reserve the stack and commit it as it grows, guard page and all. */
+/* Fibers reserve the stack and commit it as it grows, guard page and all.
+ * A fiber cannot be restarted, so fibers take no stack from the pool. */
 static int stack_alloc(proa__coro *c, size_t size) {
   c->fiber =
       CreateFiberEx(64 * 1024, size, FIBER_FLAG_FLOAT_SWITCH, fiber_main, c);
-  c->size = size;
   return c->fiber ? 0 : PROA_ENOMEM;
 }
 static void stack_free(proa__coro *c) { DeleteFiber(c->fiber); }
+
+/* Nothing maps pool stacks when fibers are in use; still part of the OS
+ * interface of coro.h. */
+int proa__os_stack_map(size_t size, proa__stack *out) {
+  (void)size;
+  (void)out;
+  return PROA_ENOMEM;
+}
+void proa__os_stack_unmap(const proa__stack *stack) { (void)stack; }
 #endif
 
-/* ---- the pool of default-size stacks ---- */
+/* ---- creation; the pool itself is in stack_pool.c ---- */
 
 static SRWLOCK pool_lock = SRWLOCK_INIT;
-static proa__coro *pool;
-static size_t pool_len;
+
+void proa__os_stack_lock(void) { AcquireSRWLockExclusive(&pool_lock); }
+void proa__os_stack_unlock(void) { ReleaseSRWLockExclusive(&pool_lock); }
+
+size_t proa__os_page_size(void) {
+  static size_t page; /* racing first calls store the same value */
+  if (!page) {
+    SYSTEM_INFO si;
+    GetSystemInfo(&si);
+    page = si.dwPageSize;
+  }
+  return page;
+}
 
 int proa__coro_new(size_t stack_size, void (*fn)(void *arg), void *arg,
                    proa__coro **out) {
-  size_t size =
-      stack_size ? (stack_size + 4095) & ~(size_t)4095 : DEFAULT_STACK;
-  proa__coro *c = NULL;
-  AcquireSRWLockExclusive(&pool_lock);
-  if (size == DEFAULT_STACK && pool) {
-    c = pool;
-    pool = c->next_free;
-    pool_len--;
-  }
-  ReleaseSRWLockExclusive(&pool_lock);
-  if (!c) {
-    c = (proa__coro *)calloc(1, sizeof *c);
-    if (!c)
-      return PROA_ENOMEM;
-    if (stack_alloc(c, size) != 0) {
-      free(c);
-      return PROA_ENOMEM;
-    }
+  proa__coro *c;
+  size_t size;
+  int err = proa__stack_size(stack_size, &size);
+  if (err)
+    return err;
+  c = (proa__coro *)calloc(1, sizeof *c);
+  if (!c)
+    return PROA_ENOMEM;
+  if (stack_alloc(c, size) != 0) {
+    free(c);
+    return PROA_ENOMEM;
   }
   c->fn = fn;
   c->arg = arg;
-  c->done = 0;
   context_init(c);
   *out = c;
   return 0;
 }
 
 void proa__coro_free(proa__coro *c) {
-  int kept = 0;
   if (!c)
     return;
-  AcquireSRWLockExclusive(&pool_lock);
-  /* A fiber cannot be restarted, so only the asm switch pools stacks. */
-  if (c->size == DEFAULT_STACK && pool_len < POOL_MAX && !POOL_FIBERS_OFF) {
-    c->next_free = pool;
-    pool = c;
-    pool_len++;
-    kept = 1;
-  }
-  ReleaseSRWLockExclusive(&pool_lock);
-  if (!kept) {
-    stack_free(c);
-    free(c);
-  }
+  stack_free(c);
+  free(c);
 }

@@ -201,6 +201,12 @@ struct GateExecutor {
     std::lock_guard<std::mutex> lock(mu);
     return jobs.size();
   }
+  // Waits for the threads Release() started.
+  void Join() {
+    for (std::thread &t : threads)
+      t.join();
+    threads.clear();
+  }
   // Runs every job held so far, each on a new thread.
   void Release() {
     std::vector<std::pair<proa_executor_job, void *>> run;
