@@ -21,7 +21,6 @@ typedef struct accept_slot {
 struct listener {
   proa_server *server;
   proa__socket *sock; /* NULL once closed */
-  int pending;        /* accepts in flight */
   accept_slot slots[MAX_ACCEPTS];
 };
 
@@ -40,6 +39,12 @@ struct proa_server {
   proa_future **waiters; /* wait_closed futures */
   size_t nwaiters;
   proa_handle *backoff;
+  /* Posted after closing listeners with accepts in flight: once it
+   * completes, every completion of those accepts that the backend still
+   * delivers has been seen, so the slots may go with the server. */
+  proa__op fence;
+  bool fence_pending; /* holds a reference */
+  bool registered;    /* in the loop's resources */
   int backlog;
   bool serving;
   bool closed;
@@ -64,6 +69,7 @@ void proa_server_unref(proa_server *s) {
 static void server_release(void *s) { proa_server_unref(s); }
 
 static void on_accept(proa__op *op);
+static void close_now(proa__resource *r);
 
 /* ---- wait_closed ---- */
 
@@ -104,57 +110,103 @@ static void accept_submit(listener *l) {
   int i, max = proa__accept_ops_max();
   for (i = 0; i < max && i < MAX_ACCEPTS; i++) {
     accept_slot *slot = &l->slots[i];
-    if (!l->server->serving || l->server->backoff)
+    if (!l->sock || !l->server->serving || l->server->backoff)
       return;
     if (slot->busy)
       continue;
     slot->busy = true;
     slot->l = l;
     slot->aop.op.complete = on_accept;
-    l->pending++;
     proa__socket_accept(l->sock, &slot->aop);
   }
 }
 
-static void listener_close(listener *l) {
-  proa_server *s = l->server;
+/* The server is a loop resource while it listens or waits for its fence. */
+static void update_resource(proa_server *s) {
+  bool want = s->open_listeners > 0 || s->fence_pending;
+  if (want && !s->registered)
+    proa__resource_add(s->loop, &s->res, close_now);
+  else if (!want && s->registered)
+    proa__resource_remove(s->loop, &s->res);
+  s->registered = want;
+}
+
+static void on_fence(proa__op *op) {
+  proa_server *s =
+      (proa_server *)(void *)((char *)op - offsetof(proa_server, fence));
+  s->fence_pending = false;
+  update_resource(s);
+  proa_server_unref(s);
+}
+
+/*
+ * Closes the listening socket at once, as asyncio does, so that a connect
+ * made right after proa_server_close() is refused. Its accepts in flight
+ * are cancelled first; a completion of theirs that still arrives finds the
+ * listener closed (on_accept). Returns whether any accept was in flight.
+ */
+static bool listener_close(listener *l) {
+  bool inflight = false;
+  int i;
+  for (i = 0; i < MAX_ACCEPTS; i++) {
+    if (l->slots[i].busy) {
+      proa__socket_cancel(l->sock, &l->slots[i].aop.op);
+      inflight = true;
+    }
+  }
   proa__socket_close(l->sock);
   l->sock = NULL;
-  if (--s->open_listeners == 0)
-    proa__resource_remove(s->loop, &s->res);
+  l->server->open_listeners--;
+  return inflight;
+}
+
+/*
+ * Closes every listener still open. With `fence`, a fence op keeps the
+ * server (whose memory holds the accept ops) alive until the completions
+ * of cancelled accepts are in; without it (the loop is closing, and no
+ * completion will ever be delivered) the server may go at once.
+ */
+static void close_listeners(proa_server *s, bool fence) {
+  size_t i, closed = 0;
+  bool inflight = false;
+  proa_server_ref(s); /* the last listener may hold the last reference */
+  for (i = 0; i < s->nlisteners; i++) {
+    if (s->listeners[i].sock) {
+      inflight = listener_close(&s->listeners[i]) || inflight;
+      closed++;
+    }
+  }
+  if (inflight && fence && !s->fence_pending && s->loop->backend) {
+    s->fence_pending = true;
+    proa_server_ref(s);
+    s->fence.complete = on_fence;
+    s->fence.result = 0;
+    proa__backend_post(s->loop->backend, &s->fence);
+  }
+  update_resource(s);
   maybe_closed(s);
-  proa_server_unref(s); /* each open listener held one */
+  while (closed-- > 0)
+    proa_server_unref(s); /* each open listener held one */
+  proa_server_unref(s);
 }
 
 /* The loop is closing with the server listening: shut the listeners now
- * (their accepts will never complete). */
+ * (their accepts will never complete, nor will a fence). */
 static void close_now(proa__resource *r) {
   proa_server *s = (proa_server *)(void *)r;
-  size_t i;
+  s->registered = false; /* the loop removed it */
   s->closed = true;
   s->serving = false;
   proa_handle_cancel(s->backoff);
   proa_handle_unref(s->backoff);
   s->backoff = NULL;
-  proa_server_ref(s); /* the last listener may hold the last reference */
-  for (i = 0; i < s->nlisteners; i++)
-    if (s->listeners[i].sock)
-      listener_close(&s->listeners[i]);
-  proa_server_unref(s);
-}
-
-/* Stops accepting on `l`; the socket closes when no accept is in flight. */
-static void listener_stop(listener *l) {
-  int i;
-  if (!l->sock)
-    return;
-  if (!l->pending) {
-    listener_close(l);
-    return;
+  proa_server_ref(s);
+  if (s->fence_pending) { /* it will never complete now */
+    s->fence_pending = false;
+    proa_server_unref(s);
   }
-  for (i = 0; i < MAX_ACCEPTS; i++)
-    if (l->slots[i].busy)
-      proa__socket_cancel(l->sock, &l->slots[i].aop.op);
+  close_listeners(s, false);
+  proa_server_unref(s);
 }
 
 static void new_connection(proa_server *s, proa__socket *sock) {
@@ -204,6 +256,8 @@ static void back_off(proa_server *s, int err) {
   proa__report(s->loop, err,
                "server could not accept a connection; retrying in %.2f s",
                ACCEPT_BACKOFF);
+  if (s->closed)
+    return; /* the exception handler closed it: nothing to resume */
   if (!s->backoff &&
       proa_call_later(s->loop, ACCEPT_BACKOFF, end_backoff, s, &s->backoff)) {
     /* Without a timer to resume, retrying now would spin: stop. */
@@ -225,19 +279,20 @@ static void on_accept(proa__op *op) {
   listener *l = slot->l;
   proa_server *s = l->server;
   slot->busy = false;
-  l->pending--;
-  if (op->result == 0 && s->serving)
-    new_connection(s, slot->aop.accepted);
-  else if (op->result == 0)
-    proa__socket_close(slot->aop.accepted); /* raced with close */
-  else if (op->result != PROA_ECANCELED && !transient_error(op->result))
-    back_off(s, (int)op->result); /* EMFILE and the like: never spin */
-  if (!s->serving) {
-    if (!l->pending)
-      listener_close(l);
+  if (!l->sock) { /* closed since: the accept was cancelled, or raced */
+    if (op->result == 0)
+      proa__socket_close(slot->aop.accepted);
     return;
   }
-  accept_submit(l);
+  /* The factory or the exception handler may close the server (and drop
+   * what may be the last reference) below. */
+  proa_server_ref(s);
+  if (op->result == 0)
+    new_connection(s, slot->aop.accepted);
+  else if (op->result != PROA_ECANCELED && !transient_error(op->result))
+    back_off(s, (int)op->result); /* EMFILE and the like: never spin */
+  accept_submit(l); /* nothing when the listener closed meanwhile */
+  proa_server_unref(s);
 }
 
 int proa_server_start_serving(proa_server *s) {
@@ -257,7 +312,6 @@ int proa_server_start_serving(proa_server *s) {
 bool proa_server_is_serving(const proa_server *s) { return s->serving; }
 
 void proa_server_close(proa_server *s) {
-  size_t i;
   if (!s || s->closed)
     return;
   s->closed = true;
@@ -265,9 +319,7 @@ void proa_server_close(proa_server *s) {
   proa_handle_cancel(s->backoff);
   proa_handle_unref(s->backoff);
   s->backoff = NULL;
-  for (i = 0; i < s->nlisteners; i++)
-    listener_stop(&s->listeners[i]);
-  maybe_closed(s);
+  close_listeners(s, true);
 }
 
 static void for_each_client(proa_server *s, void (*fn)(proa_transport *)) {
@@ -382,16 +434,9 @@ static int open_listener(setup *st, const proa_sockaddr *a, listener *l,
 
 static void add_listener(proa_server *s, listener *l) {
   l->server = s;
-  if (s->open_listeners++ == 0)
-    proa__resource_add(s->loop, &s->res, close_now);
-  proa_server_ref(s);
-}
-
-static void close_listeners(proa_server *s) {
-  size_t i;
-  for (i = 0; i < s->nlisteners; i++)
-    if (s->listeners[i].sock)
-      listener_close(&s->listeners[i]);
+  s->open_listeners++;
+  update_resource(s);
+  proa_server_ref(s); /* each open listener holds one */
 }
 
 /* All lookups are in: listen everywhere, or nowhere. */
@@ -418,7 +463,7 @@ static void setup_finish(setup *st) {
       err = PROA_EADDRNOTAVAIL;
   }
   if (err) {
-    close_listeners(s);
+    close_listeners(s, true);
     s->closed = true;
     proa_future_set_error(st->waiter, err, why[0] ? why : NULL);
   } else if (!proa_future_done(st->waiter)) {
@@ -485,17 +530,10 @@ static int add_host(setup *st, const char *host) {
   return err;
 }
 
-static int add_hosts(setup *st, const char *host) {
-  const char *const *h;
+/* Every interface, each family the caller allows (asyncio's host None or
+ * ""): families the OS lacks are skipped. */
+static int add_wildcards(setup *st) {
   int err = 0;
-  if (st->opts.hosts) {
-    for (h = st->opts.hosts; *h && !err; h++)
-      err = add_host(st, *h);
-    return err;
-  }
-  if (host)
-    return add_host(st, host);
-  /* No host: every interface, each family the caller allows. */
   st->wildcard = true;
   if (st->opts.family != PROA_AF_INET6)
     err = add_host(st, "0.0.0.0");
@@ -504,22 +542,35 @@ static int add_hosts(setup *st, const char *host) {
   return err;
 }
 
+static int add_hosts(setup *st, const char *host) {
+  const char *const *h;
+  int err = 0;
+  if (st->opts.hosts) {
+    for (h = st->opts.hosts; *h && !err; h++)
+      err = **h ? add_host(st, *h) : add_wildcards(st);
+    return err;
+  }
+  return host && *host ? add_host(st, host) : add_wildcards(st);
+}
+
+/* The caller's socket: checked and set listening before it is adopted,
+ * so that a refused socket stays the caller's, open. */
 static int adopt_listener(setup *st) {
   proa_server *s = st->s;
   listener *l;
-  int err;
+  int err, type = proa__os_socket_type(st->opts.sock);
+  if (type < 0)
+    return type;
+  if (type != PROA_SOCK_STREAM)
+    return PROA_EINVAL; /* asyncio: "A Stream Socket was expected" */
   s->listeners = calloc(1, sizeof *s->listeners);
   if (!s->listeners)
     return PROA_ENOMEM;
   l = &s->listeners[0];
-  err = proa__socket_adopt(s->loop->backend, st->opts.sock, &l->sock);
-  if (!err && proa__socket_type(l->sock) != PROA_SOCK_STREAM)
-    err = PROA_EINVAL; /* a stream socket was expected */
+  err = proa__os_listen(st->opts.sock, st->opts.backlog);
   if (!err)
-    err = proa__socket_listen(l->sock, st->opts.backlog);
+    err = proa__socket_adopt(s->loop->backend, st->opts.sock, &l->sock);
   if (err) {
-    if (l->sock)
-      proa__socket_close(l->sock);
     l->sock = NULL;
     return err;
   }
@@ -546,8 +597,11 @@ int proa__create_server(proa_loop *loop, proa_protocol_factory factory,
     *out = NULL;
   if (opts)
     o = *opts;
-  if (!loop || !factory || !out || port < 0 || port > 65535 ||
-      (o.sock != -1 && (host || o.hosts)))
+  if (!loop || !factory || !out || port < 0 || port > 65535)
+    return PROA_EINVAL;
+  /* As asyncio: a given socket comes with nothing that would make one. */
+  if (o.sock != -1 && ((host && *host) || o.hosts || port || o.family ||
+                       o.flags || o.reuse_port > 0))
     return PROA_EINVAL;
   if (o.ssl)
     return PROA_ENOTSUP;
