@@ -56,8 +56,13 @@ typedef struct proa_datagram_options {
  * proa_datagram (owned by the future: ref it to keep it); connection_made
  * runs before the future completes. With a remote address the socket is
  * connected: sendto without an address goes there and datagrams from
- * elsewhere are not delivered. Immediate errors: PROA_EINVAL (no address and
- * no family, a port out of range, sock together with addresses),
+ * elsewhere are not delivered. With allow_broadcast as well it is not
+ * connected (as in asyncio): sendto without an address still goes to the
+ * remote address, sendto to any other address is PROA_EINVAL, datagrams
+ * from anywhere are delivered and peername is PROA_ENOTCONN. Immediate
+ * errors: PROA_EINVAL (no address and no family, a port out of range, sock
+ * together with addresses, family, proto, flags, reuse_port or
+ * allow_broadcast; a refused sock stays the caller's, open),
  * PROA_ENOMEM, PROA_ECLOSED; errors of resolving and binding
  * (PROA_EADDRINUSE, ...) come through the future.
  */
