@@ -1047,6 +1047,17 @@ TEST_F(udp, BroadcastWhenAllowed) {
   EXPECT_EQ(PROA_EACCES, Send(n, "to all", &to));
 }
 
+TEST_F(udp, AProtocolTheSocketTypeLacksIsEprotonosupport) {
+  // socket(AF_INET, SOCK_DGRAM, IPPROTO_TCP): the same code on every OS.
+  Ep *e = NewEp("tcp over udp");
+  proa_datagram_options o = PROA_DATAGRAM_OPTIONS_INIT;
+  o.family = PROA_AF_INET;
+  o.proto = IPPROTO_TCP;
+  int rc = Open(e, o);
+  EXPECT_EQ(PROA_EPROTONOSUPPORT, rc) << proa_err_name(rc);
+  EXPECT_EQ("", e->events);
+}
+
 TEST_F(udp, BroadcastWithARemoteAddressIsNotConnected) {
   // asyncio: with allow_broadcast the socket is not connect()ed; sendto
   // without an address goes to remote_addr, and anyone may send to it.

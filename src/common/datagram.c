@@ -122,6 +122,7 @@ static void report(proa_datagram *t, int error) {
 static bool soft_error(intptr_t err) {
   return err == PROA_ECONNREFUSED || err == PROA_ECONNRESET ||
          err == PROA_EHOSTUNREACH || err == PROA_ENETUNREACH ||
+         err == PROA_EHOSTDOWN || err == PROA_ENETRESET ||
          err == PROA_EMSGSIZE || err == PROA_ETIMEDOUT || err == PROA_EAGAIN;
 }
 

@@ -267,11 +267,16 @@ static void back_off(proa_server *s, int err) {
   }
 }
 
-/* Errors that concern one connection only: accepting simply goes on. */
+/* Errors that concern one connection only: accepting simply goes on.
+ * Linux's accept() passes on the network errors of the new connection
+ * (accept(2) lists them: treat them like EAGAIN). */
 static bool transient_error(intptr_t err) {
   return err == PROA_ECONNABORTED || err == PROA_ECONNRESET ||
          err == PROA_EAGAIN || err == PROA_EINTR || err == PROA_EPROTO ||
-         err == PROA_ETIMEDOUT;
+         err == PROA_ETIMEDOUT || err == PROA_ENETDOWN ||
+         err == PROA_ENOPROTOOPT || err == PROA_EHOSTDOWN ||
+         err == PROA_EHOSTUNREACH || err == PROA_ENETUNREACH ||
+         err == PROA_ENOTSUP;
 }
 
 static void on_accept(proa__op *op) {
