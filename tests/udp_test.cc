@@ -1494,15 +1494,14 @@ TEST_F(udp, BurstOf10000MixedDatagramsIsDeliveredWhole) {
   EXPECT_EQ(0, b->corrupt) << "datagrams changed on the way";
   EXPECT_EQ(0, b->duplicated);
   EXPECT_EQ(Burst::kCount, b->next);
-#ifdef __linux__
-  EXPECT_GE(drops, 0) << "cannot read the receiver's line in /proc/net/udp";
-#endif
-  if (drops >= 0) {
-    EXPECT_EQ(0, drops) << "the receiver's buffer overflowed: the window "
-                           "did not hold the burst back enough";
-  }
-  EXPECT_EQ(0, lost) << (drops > 0 ? "(the receive buffer overflowed)"
-                                   : "lost on loopback without an overflow");
+  // The kernel's drop counter is bookkeeping, printed above: it says why
+  // datagrams were lost, never whether. It may be unreadable (no /proc,
+  // the line not found while parallel tests churn the table, a sandbox):
+  // delivery alone decides.
+  EXPECT_EQ(0, lost) << (drops > 0   ? "(the receive buffer overflowed: the "
+                                       "window did not hold the burst back)"
+                         : drops < 0 ? "(kernel drops unknown)"
+                                     : "lost on loopback without an overflow");
   EXPECT_TRUE(rx->errors.empty());
   EXPECT_TRUE(tx->errors.empty());
 }
