@@ -35,6 +35,7 @@ typedef struct proa_datagram_protocol {
 
 /* Options for proa_create_datagram_endpoint; start from the _INIT macro. */
 typedef struct proa_datagram_options {
+  size_t size; /* sizeof the struct: set by the _INIT macro (common.h) */
   const char *local_host; /* bind here (local_addr), or NULL */
   int local_port;
   const char *remote_host; /* connect here (remote_addr), or NULL */
@@ -49,7 +50,7 @@ typedef struct proa_datagram_options {
 } proa_datagram_options;
 
 #define PROA_DATAGRAM_OPTIONS_INIT                                             \
-  { NULL, 0, NULL, 0, 0, 0, 0, 0, 0, false, -1 }
+  { sizeof(proa_datagram_options), NULL, 0, NULL, 0, 0, 0, 0, 0, 0, false, -1 }
 
 /*
  * Creates a UDP endpoint and stores in *out a future whose result is the

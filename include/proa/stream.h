@@ -137,9 +137,10 @@ PROA_API void proa_transport_set_protocol(proa_transport *t,
 
 /* Options for proa_create_connection; start from the _INIT macro. */
 typedef struct proa_connect_options {
-  int family;             /* PROA_AF_*, 0 for any */
-  int flags;              /* PROA_AI_* passed to getaddrinfo */
-  int proto;              /* protocol for getaddrinfo, 0 for any */
+  size_t size; /* sizeof the struct: set by the _INIT macro (common.h) */
+  int family;  /* PROA_AF_*, 0 for any */
+  int flags;   /* PROA_AI_* passed to getaddrinfo */
+  int proto;   /* protocol for getaddrinfo, 0 for any */
   const char *local_host; /* bind here first (local_addr), or NULL */
   int local_port;
   intptr_t sock; /* an already connected socket to wrap, or -1 */
@@ -154,7 +155,7 @@ typedef struct proa_connect_options {
 } proa_connect_options;
 
 #define PROA_CONNECT_OPTIONS_INIT                                              \
-  { 0, 0, 0, NULL, 0, -1, 0.0, 0, NULL, NULL }
+  { sizeof(proa_connect_options), 0, 0, 0, NULL, 0, -1, 0.0, 0, NULL, NULL }
 
 /*
  * Connects to host:port (or wraps opts->sock) and stores in *out a future
@@ -179,8 +180,9 @@ PROA_API int proa_create_connection(proa_loop *loop,
 
 /* Options for proa_create_server; start from the _INIT macro. */
 typedef struct proa_server_options {
-  int family; /* PROA_AF_*, 0 for any */
-  int flags;  /* PROA_AI_* for getaddrinfo (PROA_AI_PASSIVE is implied) */
+  size_t size; /* sizeof the struct: set by the _INIT macro (common.h) */
+  int family;  /* PROA_AF_*, 0 for any */
+  int flags;   /* PROA_AI_* for getaddrinfo (PROA_AI_PASSIVE is implied) */
   /* Several hosts to listen on (overrides the host argument); NULL-ended. */
   const char *const *hosts;
   intptr_t sock;     /* an already bound socket to listen on, or -1 */
@@ -192,7 +194,7 @@ typedef struct proa_server_options {
 } proa_server_options;
 
 #define PROA_SERVER_OPTIONS_INIT                                               \
-  { 0, 0, NULL, -1, 100, -1, 0, true, NULL }
+  { sizeof(proa_server_options), 0, 0, NULL, -1, 100, -1, 0, true, NULL }
 
 /*
  * Listens on host:port (NULL or "" host: every interface; port 0: a free

@@ -492,10 +492,8 @@ int proa_create_connection(proa_loop *loop, const proa_protocol *protocol,
   int err;
   if (out)
     *out = NULL;
-  if (!loop || !out)
+  if (!loop || !out || proa__options_read(&o, sizeof o, opts))
     return PROA_EINVAL;
-  if (opts)
-    o = *opts;
   err = check_options(host, port, &o);
   if (!err)
     err = proa__loop_check(loop, "proa_create_connection");

@@ -557,9 +557,7 @@ int proa_create_datagram_endpoint(proa_loop *loop,
   int err;
   if (out)
     *out = NULL;
-  if (opts)
-    o = *opts;
-  if (!loop || !out)
+  if (!loop || !out || proa__options_read(&o, sizeof o, opts))
     return PROA_EINVAL;
   err = check(&o);
   if (!err)

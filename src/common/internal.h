@@ -166,6 +166,12 @@ int proa__future_add_done_callback(proa_future *f, proa_done_callback cb,
 /* The plain cancel, for classes whose cancel hook ends with it. */
 bool proa__future_cancel(proa_future *f, const char *message);
 
+/* Reads the caller's options struct `src` (NULL: none) over the defaults
+ * in `dst`, a struct of `known` bytes that starts with its size (see
+ * options.c). Returns 0 or PROA_EINVAL for a size this library cannot
+ * take. */
+int proa__options_read(void *dst, size_t known, const void *src);
+
 /* A copy of `s` (NULL for NULL, or when out of memory). */
 char *proa__strdup(const char *s);
 

@@ -600,9 +600,8 @@ int proa__create_server(proa_loop *loop, proa_protocol_factory factory,
   int err;
   if (out)
     *out = NULL;
-  if (opts)
-    o = *opts;
-  if (!loop || !factory || !out || port < 0 || port > 65535)
+  if (!loop || !factory || !out || port < 0 || port > 65535 ||
+      proa__options_read(&o, sizeof o, opts))
     return PROA_EINVAL;
   /* As asyncio: a given socket comes with nothing that would make one. */
   if (o.sock != -1 && ((host && *host) || o.hosts || port || o.family ||
