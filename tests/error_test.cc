@@ -4,6 +4,17 @@
 #include <climits>
 #include <set>
 
+#ifdef _WIN32
+#include <winsock2.h>
+// The backend's translators (internal, but linked in from the static
+// library): the same failure must give the same code on every OS.
+extern "C" int proa__translate_wsa(int err);
+extern "C" int proa__translate_win32(unsigned long err);
+#else
+#include <cerrno>
+extern "C" int proa__translate_errno(int err);
+#endif
+
 namespace {
 
 struct ErrorRow {
@@ -99,6 +110,76 @@ TEST(Error, ThreadSafe) {
   for (std::thread &t : threads)
     t.join();
   EXPECT_EQ(0, bad.load());
+}
+
+TEST(Error, SocketCodesAreInTheTable) {
+  const struct {
+    int code;
+    const char *name;
+  } codes[] = {
+      {PROA_EPROTONOSUPPORT, "EPROTONOSUPPORT"},
+      {PROA_ESOCKTNOSUPPORT, "ESOCKTNOSUPPORT"},
+      {PROA_EPROTOTYPE, "EPROTOTYPE"},
+      {PROA_ENOPROTOOPT, "ENOPROTOOPT"},
+      {PROA_ESHUTDOWN, "ESHUTDOWN"},
+      {PROA_ENETRESET, "ENETRESET"},
+      {PROA_EHOSTDOWN, "EHOSTDOWN"},
+      {PROA_EDESTADDRREQ, "EDESTADDRREQ"},
+      {PROA_ENAMETOOLONG, "ENAMETOOLONG"},
+  };
+  for (const auto &c : codes) {
+    EXPECT_LT(c.code, 0) << c.name;
+    EXPECT_STREQ(c.name, proa_err_name(c.code));
+    EXPECT_STRNE("unknown error", proa_strerror(c.code)) << c.name;
+  }
+}
+
+TEST(Error, OsSocketCodesTranslateAlikeEverywhere) {
+  struct Case {
+    int os;
+    int want;
+  };
+#ifdef _WIN32
+  const Case cases[] = {
+      {WSAEPROTONOSUPPORT, PROA_EPROTONOSUPPORT},
+      {WSAESOCKTNOSUPPORT, PROA_ESOCKTNOSUPPORT},
+      {WSAEPROTOTYPE, PROA_EPROTOTYPE},
+      {WSAENOPROTOOPT, PROA_ENOPROTOOPT},
+      {WSAESHUTDOWN, PROA_ESHUTDOWN},
+      {WSAENETRESET, PROA_ENETRESET},
+      {WSAEHOSTDOWN, PROA_EHOSTDOWN},
+      {WSAEDESTADDRREQ, PROA_EDESTADDRREQ},
+      {WSAENAMETOOLONG, PROA_ENAMETOOLONG},
+  };
+  for (const Case &c : cases)
+    EXPECT_STREQ(proa_err_name(c.want),
+                 proa_err_name(proa__translate_wsa(c.os)))
+        << "WSA error " << c.os;
+  EXPECT_STREQ("ENAMETOOLONG",
+               proa_err_name(proa__translate_win32(206))); // FILENAME_EXCED
+#else
+  const Case cases[] = {
+      {EPROTONOSUPPORT, PROA_EPROTONOSUPPORT},
+#ifdef ESOCKTNOSUPPORT
+      {ESOCKTNOSUPPORT, PROA_ESOCKTNOSUPPORT},
+#endif
+      {EPROTOTYPE, PROA_EPROTOTYPE},
+      {ENOPROTOOPT, PROA_ENOPROTOOPT},
+#ifdef ESHUTDOWN
+      {ESHUTDOWN, PROA_ESHUTDOWN},
+#endif
+      {ENETRESET, PROA_ENETRESET},
+#ifdef EHOSTDOWN
+      {EHOSTDOWN, PROA_EHOSTDOWN},
+#endif
+      {EDESTADDRREQ, PROA_EDESTADDRREQ},
+      {ENAMETOOLONG, PROA_ENAMETOOLONG},
+  };
+  for (const Case &c : cases)
+    EXPECT_STREQ(proa_err_name(c.want),
+                 proa_err_name(proa__translate_errno(c.os)))
+        << "errno " << c.os;
+#endif
 }
 
 } // namespace

@@ -1596,6 +1596,336 @@ TEST_F(tcpServer, AcceptBacksOffWhenOutOfDescriptors) {
 #endif
 }
 
+// ---- server lifetime and option checks ----
+
+// asyncio allows a server that serves one client and closes: the factory
+// closes it while its accept is completing.
+TEST_F(tcpServer, CloseFromTheFactoryServesThatClient) {
+  Server *srv = NewServer();
+  srv->configure = [srv](Conn &c) {
+    c.echo = true;
+    proa_server_close(srv->s);
+  };
+  ASSERT_EQ(0, Listen(srv, "127.0.0.1", 0));
+  proa_future *closed = nullptr;
+  ASSERT_EQ(0, proa_server_wait_closed(srv->s, &closed));
+  Conn *c = NewConn("served");
+  c->keep_data = true;
+  ASSERT_EQ(0, Connect(c, "127.0.0.1", srv->port));
+  ASSERT_EQ(0, Write(c, "only one"));
+  ASSERT_TRUE(Until([&] { return c->data == "only one"; }));
+  EXPECT_FALSE(proa_server_is_serving(srv->s));
+  EXPECT_EQ(0u, proa_server_socket_count(srv->s));
+  Conn *late = NewConn("late");
+  int rc = Connect(late, "127.0.0.1", srv->port);
+  EXPECT_EQ(PROA_ECONNREFUSED, rc) << proa_err_name(rc);
+  EXPECT_EQ(1, srv->factory_calls);
+  proa_transport_close(c->t);
+  EXPECT_EQ(0, Await(loop, closed));
+  proa_future_unref(closed);
+}
+
+// The factory closes the server and the caller lets go of it at once:
+// the accept that is completing must not outlive the server's memory.
+TEST_F(tcpServer, CloseAndReleaseFromTheFactory) {
+  Server *srv = NewServer();
+  srv->configure = [srv](Conn &c) {
+    proa_server_close(srv->s);
+    proa_server_unref(srv->s);
+    srv->s = nullptr;
+  };
+  ASSERT_EQ(0, Listen(srv, "127.0.0.1", 0));
+  Conn *c = NewConn();
+  ASSERT_EQ(0, Connect(c, "127.0.0.1", srv->port));
+  ASSERT_TRUE(Until([&] { return srv->conns.size() == 1; }));
+  EXPECT_EQ(nullptr, srv->s);
+}
+
+TEST_F(tcpServer, ConnectRightAfterCloseIsRefused) {
+  // asyncio closes the listening sockets in Server.close() itself; a
+  // connect made before the loop runs again must not be queued by a
+  // listener that is only waiting for its accepts to be cancelled.
+  Server *srv = LocalServer();
+  proa_server_close(srv->s);
+  proa_sockaddr to;
+  ASSERT_EQ(0, proa_sockaddr_from_ip(&to, "127.0.0.1", srv->port));
+  intptr_t fd = RawSocket(PROA_AF_INET);
+  ASSERT_NE(-1, fd);
+  EXPECT_NE(0, RawConnect(fd, to))
+      << "the listening socket was still open after proa_server_close";
+  RawClose(fd);
+  // The same while the server was idle with nothing in flight.
+  Server *idle = NewServer();
+  proa_server_options o = PROA_SERVER_OPTIONS_INIT;
+  o.start_serving = false;
+  ASSERT_EQ(0, Listen(idle, "127.0.0.1", 0, &o));
+  proa_server_close(idle->s);
+  ASSERT_EQ(0, proa_sockaddr_from_ip(&to, "127.0.0.1", idle->port));
+  fd = RawSocket(PROA_AF_INET);
+  ASSERT_NE(-1, fd);
+  EXPECT_NE(0, RawConnect(fd, to));
+  RawClose(fd);
+}
+
+TEST_F(tcpServer, EmptyHostListensOnEveryInterface) {
+  // asyncio: host "" means every interface, as None does.
+  Server *srv = NewServer();
+  srv->configure = [](Conn &c) { c.echo = true; };
+  int rc = Listen(srv, "", 0);
+  ASSERT_EQ(0, rc) << proa_err_name(rc);
+  size_t n = proa_server_socket_count(srv->s);
+  ASSERT_GE(n, 1u);
+  int v4_port = 0;
+  for (size_t i = 0; i < n; i++) {
+    proa_sockaddr a;
+    ASSERT_EQ(0, proa_server_sockname(srv->s, i, &a));
+    char ip[64];
+    ASSERT_GT(proa_sockaddr_ip(&a, ip, sizeof ip), 0);
+    EXPECT_TRUE(std::string(ip) == "0.0.0.0" || std::string(ip) == "::") << ip;
+    if (proa_sockaddr_family(&a) == PROA_AF_INET)
+      v4_port = proa_sockaddr_port(&a);
+  }
+  ASSERT_NE(0, v4_port) << "no IPv4 wildcard listener";
+  Conn *c = NewConn();
+  c->keep_data = true;
+  ASSERT_EQ(0, Connect(c, "127.0.0.1", v4_port));
+  ASSERT_EQ(0, Write(c, "anywhere"));
+  ASSERT_TRUE(Until([&] { return c->data == "anywhere"; }));
+}
+
+TEST_F(tcp, ConnectBindFailureNamesTheLocalAddress) {
+  Server *srv = LocalServer();
+  // A port of 127.0.0.1 that is bound (not listening), and not the
+  // server's: the message must name it, not the remote address.
+  UnusedPort taken;
+  ASSERT_NE(srv->port, taken.port);
+  Conn *c = NewConn();
+  proa_connect_options o = PROA_CONNECT_OPTIONS_INIT;
+  o.local_host = "127.0.0.1";
+  o.local_port = taken.port;
+  std::string msg;
+  int rc = Connect(c, "127.0.0.1", srv->port, &o, &msg);
+  EXPECT_EQ(PROA_EADDRINUSE, rc) << proa_err_name(rc);
+  EXPECT_NE(std::string::npos,
+            msg.find("127.0.0.1:" + std::to_string(taken.port)))
+      << "the message does not name the local address: " << msg;
+  EXPECT_EQ("", c->events);
+}
+
+TEST_F(tcp, ConnectTriesEachLocalAddressOfTheFamily) {
+  // asyncio binds to the first local address of the family that works.
+  // That needs a local_host with two addresses of one family, which only
+  // the host's resolver can give: "localhost" where it has several.
+  proa_addrinfo_hints h = PROA_ADDRINFO_HINTS_INIT;
+  h.socktype = PROA_SOCK_STREAM;
+  h.flags = PROA_AI_PASSIVE;
+  proa_future *f = nullptr;
+  ASSERT_EQ(0, proa_getaddrinfo(loop, "localhost", "0", &h, &f));
+  ASSERT_EQ(0, Await(loop, f));
+  void *v = nullptr;
+  ASSERT_EQ(0, proa_future_result(f, &v));
+  const proa_addrinfo_list *list = static_cast<proa_addrinfo_list *>(v);
+  int family = 0;
+  std::string first, second;
+  for (size_t i = 0; i < list->count && second.empty(); i++) {
+    char ip[64];
+    if (proa_sockaddr_ip(&list->items[i].addr, ip, sizeof ip) <= 0)
+      continue;
+    if (first.empty()) {
+      first = ip;
+      family = list->items[i].family;
+    } else if (list->items[i].family == family && first != ip) {
+      second = ip;
+    }
+  }
+  proa_future_unref(f);
+  if (second.empty())
+    GTEST_SKIP() << "\"localhost\" has one address per family here";
+  // Take the port on the first address: the bind there fails, the second
+  // address is used, and the connection is made from it.
+  Server *srv = NewServer();
+  ASSERT_EQ(0, Listen(srv, second.c_str(), 0));
+  proa_sockaddr a;
+  ASSERT_EQ(0, proa_sockaddr_from_ip(&a, first.c_str(), 0));
+  intptr_t blocker = RawSocket(family);
+  ASSERT_NE(-1, blocker);
+  ASSERT_EQ(0, RawBind(blocker, a));
+  ASSERT_EQ(0, RawSockname(blocker, &a));
+  Conn *c = NewConn();
+  proa_connect_options o = PROA_CONNECT_OPTIONS_INIT;
+  o.local_host = "localhost";
+  o.local_port = proa_sockaddr_port(&a);
+  std::string msg;
+  int rc = Connect(c, second.c_str(), srv->port, &o, &msg);
+  RawClose(blocker);
+  ASSERT_EQ(0, rc) << proa_err_name(rc) << ": " << msg;
+  proa_sockaddr name;
+  ASSERT_EQ(0, proa_transport_sockname(c->t, &name));
+  char ip[64];
+  ASSERT_GT(proa_sockaddr_ip(&name, ip, sizeof ip), 0);
+  EXPECT_EQ(second, ip);
+}
+
+// A UDP socket, for the type checks of opts.sock.
+intptr_t RawDgramSocket() {
+#ifdef _WIN32
+  SOCKET s = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDP);
+  return s == INVALID_SOCKET ? -1 : static_cast<intptr_t>(s);
+#else
+  return socket(AF_INET, SOCK_DGRAM, 0);
+#endif
+}
+
+TEST_F(tcp, ConnectRefusesASockWithOtherOptionsAndLeavesItOpen) {
+  Server *srv = LocalServer([](Conn &c) { c.echo = true; });
+  proa_sockaddr to;
+  ASSERT_EQ(0, proa_sockaddr_from_ip(&to, "127.0.0.1", srv->port));
+  intptr_t fd = RawSocket(PROA_AF_INET);
+  ASSERT_NE(-1, fd);
+  ASSERT_EQ(0, RawConnect(fd, to));
+  Conn *never = NewConn("never");
+  proa_future *f = nullptr;
+  auto refused = [&](const proa_connect_options &o, int port,
+                     const char *what) {
+    f = reinterpret_cast<proa_future *>(1);
+    EXPECT_EQ(PROA_EINVAL, proa_create_connection(loop, never->Protocol(),
+                                                  never, nullptr, port, &o, &f))
+        << what;
+    EXPECT_EQ(nullptr, f) << what;
+  };
+  proa_connect_options o = PROA_CONNECT_OPTIONS_INIT;
+  o.sock = fd;
+  o.family = PROA_AF_INET;
+  refused(o, 0, "sock with family");
+  o.family = 0;
+  o.proto = IPPROTO_TCP;
+  refused(o, 0, "sock with proto");
+  o.proto = 0;
+  o.flags = PROA_AI_NUMERICHOST;
+  refused(o, 0, "sock with flags");
+  o.flags = 0;
+  refused(o, srv->port, "sock with port");
+  // A datagram socket is not a stream socket: refused, and still open.
+  intptr_t dfd = RawDgramSocket();
+  ASSERT_NE(-1, dfd);
+  proa_connect_options d = PROA_CONNECT_OPTIONS_INIT;
+  d.sock = dfd;
+  refused(d, 0, "a datagram socket");
+  proa_sockaddr any;
+  ASSERT_EQ(0, proa_sockaddr_from_ip(&any, "127.0.0.1", 0));
+  EXPECT_EQ(0, RawBind(dfd, any)) << "the refused socket was closed";
+  RawClose(dfd);
+  RunIterations(loop, 2);
+  EXPECT_EQ("", never->events);
+  // The refused stream socket is still the caller's and works.
+  Conn *c = NewConn();
+  c->keep_data = true;
+  ASSERT_EQ(0, Connect(c, nullptr, 0, &o));
+  ASSERT_EQ(0, Write(c, "still mine"));
+  ASSERT_TRUE(Until([&] { return c->data == "still mine"; }));
+}
+
+TEST_F(tcpServer, SockWithOtherOptionsIsRefusedAndLeftOpen) {
+  proa_sockaddr any;
+  ASSERT_EQ(0, proa_sockaddr_from_ip(&any, "127.0.0.1", 0));
+  intptr_t fd = RawSocket(PROA_AF_INET);
+  ASSERT_NE(-1, fd);
+  ASSERT_EQ(0, RawBind(fd, any));
+  Server *srv = NewServer();
+  proa_future *f = nullptr;
+  auto refused = [&](const proa_server_options &o, const char *host, int port,
+                     const char *what) {
+    f = reinterpret_cast<proa_future *>(1);
+    EXPECT_EQ(PROA_EINVAL, proa_create_server(loop, Server::Factory, srv, host,
+                                              port, &o, &f))
+        << what;
+    EXPECT_EQ(nullptr, f) << what;
+  };
+  proa_server_options o = PROA_SERVER_OPTIONS_INIT;
+  o.sock = fd;
+  o.family = PROA_AF_INET;
+  refused(o, nullptr, 0, "sock with family");
+  o.family = 0;
+  o.flags = PROA_AI_NUMERICHOST;
+  refused(o, nullptr, 0, "sock with flags");
+  o.flags = 0;
+  o.reuse_port = 1;
+  refused(o, nullptr, 0, "sock with reuse_port");
+  o.reuse_port = 0;
+  refused(o, nullptr, 8080, "sock with port");
+  // A datagram socket fails through the future and stays open.
+  intptr_t dfd = RawDgramSocket();
+  ASSERT_NE(-1, dfd);
+  Server *dsrv = NewServer();
+  proa_server_options d = PROA_SERVER_OPTIONS_INIT;
+  d.sock = dfd;
+  int rc = Listen(dsrv, nullptr, 0, &d);
+  EXPECT_EQ(PROA_EINVAL, rc) << proa_err_name(rc);
+  EXPECT_EQ(0, RawBind(dfd, any)) << "the refused socket was closed";
+  RawClose(dfd);
+  // The refused stream socket still works as a listener.
+  srv->configure = [](Conn &c) { c.echo = true; };
+  ASSERT_EQ(0, Listen(srv, nullptr, 0, &o));
+  EXPECT_EQ(fd, proa_server_socket(srv->s, 0));
+  Conn *c = NewConn();
+  c->keep_data = true;
+  ASSERT_EQ(0, Connect(c, "127.0.0.1", srv->port));
+  ASSERT_EQ(0, Write(c, "mine"));
+  ASSERT_TRUE(Until([&] { return c->data == "mine"; }));
+}
+
+#ifndef _WIN32
+// Closes the server from the exception handler when it hears of EMFILE.
+struct CloseOnEmfile {
+  proa_server *s = nullptr;
+  int reports = 0, emfile = 0;
+  static int Handler(proa_loop *, const proa_context *ctx, void *arg) {
+    CloseOnEmfile *self = static_cast<CloseOnEmfile *>(arg);
+    self->reports++;
+    if (ctx->error == PROA_EMFILE) {
+      self->emfile++;
+      proa_server_close(self->s);
+    }
+    return 0;
+  }
+};
+#endif
+
+TEST_F(tcpServer, CloseFromTheExceptionHandlerDuringBackOff) {
+#ifdef _WIN32
+  GTEST_SKIP() << "Windows has no per-process descriptor limit "
+                  "(RLIMIT_NOFILE) to exhaust, so AcceptEx cannot be made to "
+                  "fail with EMFILE";
+#else
+  allow_exceptions = true;
+  Server *srv = LocalServer();
+  CloseOnEmfile h;
+  h.s = srv->s;
+  ASSERT_EQ(0,
+            proa_loop_set_exception_handler(loop, CloseOnEmfile::Handler, &h));
+  intptr_t cs = RawSocket(PROA_AF_INET);
+  ASSERT_NE(-1, cs);
+  proa_sockaddr to;
+  ASSERT_EQ(0, proa_sockaddr_from_ip(&to, "127.0.0.1", srv->port));
+  FdExhaustion ex;
+  ex.Exhaust(256, static_cast<int>(cs));
+  ASSERT_EQ(0, RawConnect(cs, to)) << "connect: " << errno;
+  ASSERT_TRUE(Until([&] { return h.emfile > 0; }))
+      << "the exception handler never heard of EMFILE";
+  ex.Release();
+  EXPECT_FALSE(proa_server_is_serving(srv->s));
+  RawClose(cs);
+  // No back-off timer outlives the close: nothing more is accepted.
+  RunIterations(loop, 5);
+  EXPECT_EQ(0, srv->factory_calls);
+  intptr_t late = RawSocket(PROA_AF_INET);
+  ASSERT_NE(-1, late);
+  EXPECT_NE(0, RawConnect(late, to)) << "still listening after close";
+  RawClose(late);
+  exc.Attach(loop);
+#endif
+}
+
 } // namespace
 
 // Closing the loop while names are still being resolved: every future ends

@@ -378,8 +378,9 @@ TEST_F(udp, AStreamSocketIsRefused) {
   o.sock = s;
   int rc = Open(e, o);
   EXPECT_EQ(PROA_EINVAL, rc) << proa_err_name(rc);
-  if (rc != 0)
-    RawClose(s); // refused: still the caller's
+  // Refused: still the caller's, and open.
+  EXPECT_EQ(0, proa_net_test::RawBind(s, Ip("127.0.0.1", 0)));
+  RawClose(s);
 }
 
 TEST_F(udp, ImmediateErrors) {
@@ -1046,6 +1047,111 @@ TEST_F(udp, BroadcastWhenAllowed) {
   EXPECT_EQ(PROA_EACCES, Send(n, "to all", &to));
 }
 
+TEST_F(udp, AProtocolTheSocketTypeLacksIsEprotonosupport) {
+  // socket(AF_INET, SOCK_DGRAM, IPPROTO_TCP): the same code on every OS.
+  Ep *e = NewEp("tcp over udp");
+  proa_datagram_options o = PROA_DATAGRAM_OPTIONS_INIT;
+  o.family = PROA_AF_INET;
+  o.proto = IPPROTO_TCP;
+  int rc = Open(e, o);
+  EXPECT_EQ(PROA_EPROTONOSUPPORT, rc) << proa_err_name(rc);
+  EXPECT_EQ("", e->events);
+}
+
+TEST_F(udp, BroadcastWithARemoteAddressIsNotConnected) {
+  // asyncio: with allow_broadcast the socket is not connect()ed; sendto
+  // without an address goes to remote_addr, and anyone may send to it.
+  Ep *remote = Bound("remote");
+  ASSERT_NE(nullptr, remote);
+  Ep *other = Bound("other");
+  ASSERT_NE(nullptr, other);
+  Ep *e = NewEp("broadcaster");
+  proa_datagram_options o = PROA_DATAGRAM_OPTIONS_INIT;
+  o.local_host = "127.0.0.1";
+  o.remote_host = "127.0.0.1";
+  o.remote_port = Port(remote);
+  o.allow_broadcast = true;
+  ASSERT_EQ(0, Open(e, o));
+  proa_sockaddr peer;
+  EXPECT_EQ(PROA_ENOTCONN, proa_datagram_peername(e->t, &peer))
+      << "the endpoint was connected";
+  ASSERT_EQ(0, Send(e, "default"));
+  ASSERT_TRUE(Got(remote, 1));
+  EXPECT_EQ("default", remote->got[0].data);
+  EXPECT_TRUE(SameAddr(Name(e), remote->got[0].from));
+  proa_sockaddr to_remote = Name(remote);
+  ASSERT_EQ(0, Send(e, "explicit", &to_remote));
+  ASSERT_TRUE(Got(remote, 2));
+  proa_sockaddr to_other = Name(other);
+  EXPECT_EQ(PROA_EINVAL, Send(e, "elsewhere", &to_other));
+  // Not connected: a datagram from a third endpoint is delivered.
+  proa_sockaddr to_e = Name(e);
+  ASSERT_EQ(0, Send(other, "from other", &to_e));
+  ASSERT_TRUE(Got(e, 1)) << "a datagram from another sender was filtered";
+  EXPECT_EQ("from other", e->got[0].data);
+  EXPECT_TRUE(SameAddr(to_other, e->got[0].from));
+  RunIterations(loop, 2);
+  EXPECT_EQ(2u, remote->got.size());
+}
+
+TEST_F(udp, SockWithOtherOptionsIsRefusedAndLeftOpen) {
+  intptr_t s = RawUdpSocket(PROA_AF_INET);
+  ASSERT_NE(-1, s);
+  Ep *never = NewEp("never");
+  proa_future *f = nullptr;
+  auto refused = [&](const proa_datagram_options &o, const char *what) {
+    f = reinterpret_cast<proa_future *>(1);
+    EXPECT_EQ(PROA_EINVAL,
+              proa_create_datagram_endpoint(loop, &kEpProtocol, never, &o, &f))
+        << what;
+    EXPECT_EQ(nullptr, f) << what;
+  };
+  proa_datagram_options none = PROA_DATAGRAM_OPTIONS_INIT;
+  proa_datagram_options o = none;
+  o.sock = s;
+  o.family = PROA_AF_INET;
+  refused(o, "sock with family");
+  o = none;
+  o.sock = s;
+  o.proto = IPPROTO_UDP;
+  refused(o, "sock with proto");
+  o = none;
+  o.sock = s;
+  o.flags = PROA_AI_NUMERICHOST;
+  refused(o, "sock with flags");
+  o = none;
+  o.sock = s;
+  o.reuse_port = 1;
+  refused(o, "sock with reuse_port");
+  o = none;
+  o.sock = s;
+  o.allow_broadcast = true;
+  refused(o, "sock with allow_broadcast");
+  // A stream socket fails through the future and stays the caller's.
+  intptr_t tcp = proa_net_test::RawSocket(PROA_AF_INET);
+  ASSERT_NE(-1, tcp);
+  Ep *stream = NewEp("stream");
+  proa_datagram_options st = none;
+  st.sock = tcp;
+  EXPECT_EQ(PROA_EINVAL, Open(stream, st));
+  EXPECT_EQ(0, proa_net_test::RawBind(tcp, Ip("127.0.0.1", 0)))
+      << "the refused socket was closed";
+  RawClose(tcp);
+  RunIterations(loop, 2);
+  EXPECT_EQ("", never->events);
+  // The refused datagram socket still works.
+  Ep *b = Bound("b", "127.0.0.1", 0, [](Ep &x) { x.echo = true; });
+  ASSERT_NE(nullptr, b);
+  ASSERT_EQ(0, proa_net_test::RawConnect(s, Name(b)));
+  Ep *a = NewEp("a");
+  o = none;
+  o.sock = s;
+  ASSERT_EQ(0, Open(a, o));
+  ASSERT_EQ(0, Send(a, "still mine"));
+  ASSERT_TRUE(Got(a, 1));
+  EXPECT_EQ("still mine", a->got[0].data);
+}
+
 TEST_F(udp, MulticastJoinReceiveLeave) {
   const char *group = "239.255.43.21";
   Ep *r = Bound("receiver", "0.0.0.0");
@@ -1388,15 +1494,14 @@ TEST_F(udp, BurstOf10000MixedDatagramsIsDeliveredWhole) {
   EXPECT_EQ(0, b->corrupt) << "datagrams changed on the way";
   EXPECT_EQ(0, b->duplicated);
   EXPECT_EQ(Burst::kCount, b->next);
-#ifdef __linux__
-  EXPECT_GE(drops, 0) << "cannot read the receiver's line in /proc/net/udp";
-#endif
-  if (drops >= 0) {
-    EXPECT_EQ(0, drops) << "the receiver's buffer overflowed: the window "
-                           "did not hold the burst back enough";
-  }
-  EXPECT_EQ(0, lost) << (drops > 0 ? "(the receive buffer overflowed)"
-                                   : "lost on loopback without an overflow");
+  // The kernel's drop counter is bookkeeping, printed above: it says why
+  // datagrams were lost, never whether. It may be unreadable (no /proc,
+  // the line not found while parallel tests churn the table, a sandbox):
+  // delivery alone decides.
+  EXPECT_EQ(0, lost) << (drops > 0   ? "(the receive buffer overflowed: the "
+                                       "window did not hold the burst back)"
+                         : drops < 0 ? "(kernel drops unknown)"
+                                     : "lost on loopback without an overflow");
   EXPECT_TRUE(rx->errors.empty());
   EXPECT_TRUE(tx->errors.empty());
 }

@@ -25,6 +25,18 @@
 #define PROA_API
 #endif
 
+/*
+ * Options structs (proa_loop_options, proa_connect_options, ...,
+ * proa_addrinfo_hints) can grow without breaking callers built against an
+ * older header: each starts with `size_t size`, which its _INIT macro sets
+ * to the struct's sizeof, and new fields are only ever appended. The
+ * library reads the first `size` bytes over its defaults, so a caller that
+ * knows fewer fields gets the defaults for the rest. Always start from the
+ * _INIT macro. A size of 0 (a struct not made with the macro), or one
+ * larger than the library knows (a header newer than the library), is
+ * refused with PROA_EINVAL: the library cannot tell what those bytes ask.
+ */
+
 #define PROA_VERSION_MAJOR 0
 #define PROA_VERSION_MINOR 1
 #define PROA_VERSION_PATCH 0

@@ -35,6 +35,7 @@ typedef struct proa_datagram_protocol {
 
 /* Options for proa_create_datagram_endpoint; start from the _INIT macro. */
 typedef struct proa_datagram_options {
+  size_t size; /* sizeof the struct: set by the _INIT macro (common.h) */
   const char *local_host; /* bind here (local_addr), or NULL */
   int local_port;
   const char *remote_host; /* connect here (remote_addr), or NULL */
@@ -49,15 +50,20 @@ typedef struct proa_datagram_options {
 } proa_datagram_options;
 
 #define PROA_DATAGRAM_OPTIONS_INIT                                             \
-  { NULL, 0, NULL, 0, 0, 0, 0, 0, 0, false, -1 }
+  { sizeof(proa_datagram_options), NULL, 0, NULL, 0, 0, 0, 0, 0, 0, false, -1 }
 
 /*
  * Creates a UDP endpoint and stores in *out a future whose result is the
  * proa_datagram (owned by the future: ref it to keep it); connection_made
  * runs before the future completes. With a remote address the socket is
  * connected: sendto without an address goes there and datagrams from
- * elsewhere are not delivered. Immediate errors: PROA_EINVAL (no address and
- * no family, a port out of range, sock together with addresses),
+ * elsewhere are not delivered. With allow_broadcast as well it is not
+ * connected (as in asyncio): sendto without an address still goes to the
+ * remote address, sendto to any other address is PROA_EINVAL, datagrams
+ * from anywhere are delivered and peername is PROA_ENOTCONN. Immediate
+ * errors: PROA_EINVAL (no address and no family, a port out of range, sock
+ * together with addresses, family, proto, flags, reuse_port or
+ * allow_broadcast; a refused sock stays the caller's, open),
  * PROA_ENOMEM, PROA_ECLOSED; errors of resolving and binding
  * (PROA_EADDRINUSE, ...) come through the future.
  */

@@ -44,6 +44,7 @@ extern "C" {
   X(EPIPE, -31, "broken pipe")                                                 \
   X(EOF, -32, "end of file")                                                   \
   X(ENOSYS, -33, "function not implemented by the system")                     \
+  X(ENAMETOOLONG, -34, "name too long")                                        \
   X(EADDRINUSE, -40, "address already in use")                                 \
   X(EADDRNOTAVAIL, -41, "address not available")                               \
   X(EAFNOSUPPORT, -42, "address family not supported")                         \
@@ -61,6 +62,14 @@ extern "C" {
   X(EINPROGRESS, -54, "operation in progress")                                 \
   X(ENOTSOCK, -55, "not a socket")                                             \
   X(EPROTO, -56, "protocol error")                                             \
+  X(EPROTONOSUPPORT, -57, "protocol not supported")                            \
+  X(ESOCKTNOSUPPORT, -58, "socket type not supported")                         \
+  X(EPROTOTYPE, -59, "protocol wrong type for socket")                         \
+  X(ENOPROTOOPT, -70, "protocol not available")                                \
+  X(ESHUTDOWN, -71, "cannot send after socket shutdown")                       \
+  X(ENETRESET, -72, "connection reset by network")                             \
+  X(EHOSTDOWN, -73, "host is down")                                            \
+  X(EDESTADDRREQ, -74, "destination address required")                         \
   X(EAI_NONAME, -60, "unknown host or service")                                \
   X(EAI_AGAIN, -61, "temporary failure in name resolution")                    \
   X(EAI_FAIL, -62, "non-recoverable failure in name resolution")               \

@@ -17,6 +17,7 @@ typedef void (*proa_callback)(void *arg);
 
 /* Options for proa_loop_new_ex(); start from PROA_LOOP_OPTIONS_INIT. */
 typedef struct proa_loop_options {
+  size_t size; /* sizeof the struct: set by the _INIT macro (common.h) */
   /*
    * Which backend to use: "iocp" on Windows; "epoll", "kqueue" or "poll" on
    * Unix. NULL means the PROA_BACKEND environment variable if it is set and
@@ -29,7 +30,7 @@ typedef struct proa_loop_options {
 } proa_loop_options;
 
 #define PROA_LOOP_OPTIONS_INIT                                                 \
-  { NULL, -1 }
+  { sizeof(proa_loop_options), NULL, -1 }
 
 /*
  * Creates a loop with the default options. On success stores it in *out (the

@@ -87,6 +87,7 @@ typedef struct proa_addrinfo_list {
 
 /* Narrows a lookup; start from PROA_ADDRINFO_HINTS_INIT. */
 typedef struct proa_addrinfo_hints {
+  size_t size;  /* sizeof the struct: set by the _INIT macro (common.h) */
   int family;   /* PROA_AF_*, 0 for any */
   int socktype; /* PROA_SOCK_*, 0 for any */
   int protocol; /* 0 for any */
@@ -94,7 +95,7 @@ typedef struct proa_addrinfo_hints {
 } proa_addrinfo_hints;
 
 #define PROA_ADDRINFO_HINTS_INIT                                               \
-  { 0, 0, 0, 0 }
+  { sizeof(proa_addrinfo_hints), 0, 0, 0, 0 }
 
 /*
  * Resolves host and port (either may be NULL, not both; port may be a

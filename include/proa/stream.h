@@ -137,9 +137,10 @@ PROA_API void proa_transport_set_protocol(proa_transport *t,
 
 /* Options for proa_create_connection; start from the _INIT macro. */
 typedef struct proa_connect_options {
-  int family;             /* PROA_AF_*, 0 for any */
-  int flags;              /* PROA_AI_* passed to getaddrinfo */
-  int proto;              /* protocol for getaddrinfo, 0 for any */
+  size_t size; /* sizeof the struct: set by the _INIT macro (common.h) */
+  int family;  /* PROA_AF_*, 0 for any */
+  int flags;   /* PROA_AI_* passed to getaddrinfo */
+  int proto;   /* protocol for getaddrinfo, 0 for any */
   const char *local_host; /* bind here first (local_addr), or NULL */
   int local_port;
   intptr_t sock; /* an already connected socket to wrap, or -1 */
@@ -154,7 +155,7 @@ typedef struct proa_connect_options {
 } proa_connect_options;
 
 #define PROA_CONNECT_OPTIONS_INIT                                              \
-  { 0, 0, 0, NULL, 0, -1, 0.0, 0, NULL, NULL }
+  { sizeof(proa_connect_options), 0, 0, 0, NULL, 0, -1, 0.0, 0, NULL, NULL }
 
 /*
  * Connects to host:port (or wraps opts->sock) and stores in *out a future
@@ -162,8 +163,12 @@ typedef struct proa_connect_options {
  * it). The protocol's connection_made runs before the future completes. Each
  * resolved address is tried in turn; if none connects, the future's error
  * is the common error (else the last one) and its message lists every
- * attempt. Loop thread only. Immediate errors: PROA_EINVAL (bad arguments,
- * sock together with host), PROA_ENOMEM, PROA_ECLOSED, PROA_ENOTSUP (ssl).
+ * attempt; a bind to a local address that fails moves on to the next local
+ * address of the family, and is named in the message. Loop thread only.
+ * Immediate errors: PROA_EINVAL (bad arguments, sock together with host,
+ * port, local_host, local_port, family, proto or flags, sock not a stream
+ * socket; a refused sock stays the caller's, open), PROA_ENOMEM,
+ * PROA_ECLOSED, PROA_ENOTSUP (ssl).
  */
 PROA_API int proa_create_connection(proa_loop *loop,
                                     const proa_protocol *protocol, void *self,
@@ -175,8 +180,9 @@ PROA_API int proa_create_connection(proa_loop *loop,
 
 /* Options for proa_create_server; start from the _INIT macro. */
 typedef struct proa_server_options {
-  int family; /* PROA_AF_*, 0 for any */
-  int flags;  /* PROA_AI_* for getaddrinfo (PROA_AI_PASSIVE is implied) */
+  size_t size; /* sizeof the struct: set by the _INIT macro (common.h) */
+  int family;  /* PROA_AF_*, 0 for any */
+  int flags;   /* PROA_AI_* for getaddrinfo (PROA_AI_PASSIVE is implied) */
   /* Several hosts to listen on (overrides the host argument); NULL-ended. */
   const char *const *hosts;
   intptr_t sock;     /* an already bound socket to listen on, or -1 */
@@ -188,16 +194,19 @@ typedef struct proa_server_options {
 } proa_server_options;
 
 #define PROA_SERVER_OPTIONS_INIT                                               \
-  { 0, 0, NULL, -1, 100, -1, 0, true, NULL }
+  { sizeof(proa_server_options), 0, 0, NULL, -1, 100, -1, 0, true, NULL }
 
 /*
- * Listens on host:port (NULL host: every interface; port 0: a free port)
+ * Listens on host:port (NULL or "" host: every interface; port 0: a free
+ * port)
  * and stores in *out a future whose result is the proa_server (owned by the
  * future: ref it to keep it). Each accepted connection gets a protocol from
  * factory(factory_arg). Accept errors such as PROA_EMFILE go to the
  * exception handler and accepting resumes after a short back-off. Immediate
- * errors as proa_create_connection; bind errors (PROA_EADDRINUSE, ...) come
- * through the future.
+ * errors as proa_create_connection (sock together with host, hosts, port,
+ * family, flags or reuse_port is PROA_EINVAL); bind errors (PROA_EADDRINUSE,
+ * ...) come through the future, as does a sock that is not a stream socket
+ * (it stays the caller's, open).
  */
 PROA_API int proa_create_server(proa_loop *loop, proa_protocol_factory factory,
                                 void *factory_arg, const char *host, int port,
@@ -212,8 +221,10 @@ PROA_API int proa_server_start_serving(proa_server *server);
 PROA_API bool proa_server_is_serving(const proa_server *server);
 
 /*
- * Stops listening and closes the listening sockets; connections already
- * accepted stay open. Idempotent.
+ * Stops listening and closes the listening sockets at once (a connect made
+ * right after it is refused); connections already accepted stay open. May
+ * be called from anywhere on the loop thread, the protocol factory and the
+ * exception handler included. Idempotent.
  */
 PROA_API void proa_server_close(proa_server *server);
 

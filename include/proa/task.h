@@ -18,13 +18,14 @@ typedef int (*proa_task_fn)(void *arg, void **result);
 
 /* Options for proa_create_task; start from PROA_TASK_OPTIONS_INIT. */
 typedef struct proa_task_options {
-  size_t stack_size;        /* 0: 256 KiB; rounded up to whole pages */
+  size_t size;       /* sizeof the struct: set by the _INIT macro (common.h) */
+  size_t stack_size; /* 0: 256 KiB; rounded up to whole pages */
   proa_free_fn free_result; /* releases the result when the task is freed */
   const char *name;         /* for reports; copied; may be NULL */
 } proa_task_options;
 
 #define PROA_TASK_OPTIONS_INIT                                                 \
-  { 0, NULL, NULL }
+  { sizeof(proa_task_options), 0, NULL, NULL }
 
 /*
  * Creates a task that runs fn(arg) on its own stack, starting on the loop's

@@ -29,9 +29,12 @@
  * - Cancel always ends in a completion: PROA_ECANCELED, or the real result
  *   if the op finished first. Memory an op points at stays valid until its
  *   completion has been seen.
- * - A handle is closed only once all its operations have completed (it
- *   asserts otherwise). inflight() counts the operations of a backend, so
- *   that closing the loop can wait for them.
+ * - A handle is closed only once each of its operations has completed or
+ *   been cancelled (it asserts otherwise). Cancelled ones still complete
+ *   after the close, and the backend frees the handle's state after the
+ *   last; closing at once is what lets a server refuse connections the
+ *   moment it closes. inflight() counts every operation of a backend from
+ *   submission to delivery, so that closing the loop can wait for them.
  * - An idle connection pins no read buffer: a read asks for its buffer
  *   (proa__read_op.alloc) only when data is there, or borrows the backend's.
  */
@@ -184,8 +187,9 @@ struct proa__backend_ops {
    * Handles. socket_open creates a socket (PROA_AF_*, PROA_SOCK_*,
    * protocol) that is non-blocking, not inherited by children and
    * associated with the loop. adopt takes over an fd, SOCKET or HANDLE in
-   * the same way and finds its kind. close closes it and frees the state;
-   * nothing may be in flight. Errors: PROA_EAFNOSUPPORT, PROA_EMFILE,
+   * the same way and finds its kind. close closes it and frees the state
+   * (see the rules: what is in flight must be cancelled first, and still
+   * completes). Errors: PROA_EAFNOSUPPORT, PROA_EMFILE,
    * PROA_EBADF, ...
    */
   int (*socket_open)(proa__backend *be, int family, int type, int protocol,

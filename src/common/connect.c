@@ -80,7 +80,9 @@ static void maybe_free(connector *c) {
     connector_free(c);
 }
 
-static void record_error(connector *c, const proa_sockaddr *addr, int err) {
+/* Adds "<what> <addr>: ENAME" to the message; `what` says which call. */
+static void record(connector *c, const char *what, const proa_sockaddr *addr,
+                   int err) {
   char where[64] = "?";
   size_t old = c->errors ? strlen(c->errors) : 0;
   char *grown = realloc(c->errors, old + sizeof where + 64);
@@ -90,8 +92,12 @@ static void record_error(connector *c, const proa_sockaddr *addr, int err) {
   c->errors = grown;
   if (addr)
     proa_sockaddr_format(addr, where, sizeof where);
-  snprintf(c->errors + old, sizeof where + 64, "%sconnect to %s: %s",
-           old ? "; " : "", where, proa_err_name(err));
+  snprintf(c->errors + old, sizeof where + 64, "%s%s %s: %s", old ? "; " : "",
+           what, where, proa_err_name(err));
+}
+
+static void record_error(connector *c, const proa_sockaddr *addr, int err) {
+  record(c, "connect to", addr, err);
 }
 
 static void fail(connector *c, int err, const char *message) {
@@ -168,43 +174,60 @@ static void on_connect(proa__op *op) {
   maybe_free(c);
 }
 
-static const proa_sockaddr *local_for(connector *c, int family) {
+/*
+ * Binds to the first local address of the socket's family that it can
+ * have, as asyncio does: a bind failure moves on to the next one, and
+ * each failure is recorded naming the local address. Returns 0 or the
+ * error of the last bind (PROA_EADDRNOTAVAIL when none is of the family).
+ */
+static int bind_local(connector *c, proa__ioh *sock, const proa_addrinfo *ai) {
   size_t i;
-  for (i = 0; i < c->nlocals; i++)
-    if (proa_sockaddr_family(&c->locals[i]) == family)
-      return &c->locals[i];
-  return NULL;
+  int err = 0;
+  bool tried = false;
+  for (i = 0; i < c->nlocals; i++) {
+    const proa_sockaddr *local = &c->locals[i];
+    if (proa_sockaddr_family(local) != ai->family)
+      continue;
+    tried = true;
+    err = proa__socket_bind(sock, local);
+    if (!err)
+      return 0;
+    record(c, "bind on", local, err);
+  }
+  if (!tried) {
+    err = PROA_EADDRNOTAVAIL;
+    record(c,
+           ai->family == PROA_AF_INET6 ? "no IPv6 local address to connect to"
+                                       : "no IPv4 local address to connect to",
+           &ai->addr, err);
+  }
+  return err;
 }
 
 /* Opens, binds and starts connecting; errors are recorded, not raised. */
 static bool attempt_start(connector *c, size_t index) {
   attempt *a = &c->attempts[index];
   const proa_addrinfo *ai = &c->addrs[index];
-  const proa_sockaddr *local = NULL;
   int err;
   a->c = c;
   a->index = index;
   a->op.complete = on_connect;
-  if (c->local_host || c->opts.local_port) {
-    local = local_for(c, ai->family);
-    if (!local) {
-      record_error(c, &ai->addr, PROA_EADDRNOTAVAIL);
-      return false;
-    }
-  }
   err = proa__socket_open(c->loop, ai->family, PROA_SOCK_STREAM, ai->protocol,
                           &a->sock);
-  if (!err && local)
-    err = proa__socket_bind(a->sock, local);
-  if (!err)
-    proa__socket_setopt(a->sock, IPPROTO_TCP, TCP_NODELAY, 1);
   if (err) {
     record_error(c, &ai->addr, err);
-    if (a->sock)
-      proa__ioh_close(a->sock);
     a->sock = NULL;
     return false;
   }
+  if (c->local_host || c->opts.local_port)
+    err = bind_local(c, a->sock, ai); /* records its own errors */
+  if (err) {
+    c->last_error = err;
+    proa__ioh_close(a->sock);
+    a->sock = NULL;
+    return false;
+  }
+  proa__socket_setopt(a->sock, IPPROTO_TCP, TCP_NODELAY, 1);
   a->active = true;
   c->active++;
   proa__socket_connect(a->sock, &a->op, &ai->addr);
@@ -414,17 +437,20 @@ static int resolve(connector *c) {
   return err;
 }
 
+/* Wraps the caller's connected socket. Its type is checked before it is
+ * adopted, so that a refused socket stays the caller's, open. */
 static int wrap_socket(proa_loop *loop, const proa_protocol *protocol,
                        void *self, intptr_t sock, proa_future *waiter) {
   proa__ioh *s;
   proa_transport *t;
-  int err = proa__ioh_adopt(loop, sock, &s);
+  int err = proa__os_socket_type(sock);
+  if (err < 0)
+    return err;
+  if (err != PROA_SOCK_STREAM)
+    return PROA_EINVAL; /* asyncio: "A Stream Socket was expected" */
+  err = proa__ioh_adopt(loop, sock, &s);
   if (err)
     return err;
-  if (proa__socket_type(s) != PROA_SOCK_STREAM) {
-    proa__ioh_close(s);
-    return PROA_EINVAL; /* a stream socket was expected */
-  }
   err = proa__transport_new(loop, s, protocol, self, NULL, &t);
   if (err) {
     proa__ioh_close(s);
@@ -440,8 +466,12 @@ static int check_options(const char *host, int port,
                          const proa_connect_options *o) {
   if (o->ssl || o->server_hostname)
     return PROA_ENOTSUP;
+  /* A given socket comes with nothing that would make or find one. */
   if (o->sock != -1)
-    return host || o->local_host || o->local_port ? PROA_EINVAL : 0;
+    return host || port || o->local_host || o->local_port || o->family ||
+                   o->proto || o->flags
+               ? PROA_EINVAL
+               : 0;
   if (!host || port < 0 || port > 65535 || o->local_port < 0 ||
       o->local_port > 65535 || o->happy_eyeballs_delay < 0 || o->interleave < 0)
     return PROA_EINVAL;
@@ -457,10 +487,8 @@ int proa_create_connection(proa_loop *loop, const proa_protocol *protocol,
   int err;
   if (out)
     *out = NULL;
-  if (!loop || !out)
+  if (!loop || !out || proa__options_read(&o, sizeof o, opts))
     return PROA_EINVAL;
-  if (opts)
-    o = *opts;
   err = check_options(host, port, &o);
   if (!err)
     err = proa__loop_check(loop, "proa_create_connection");

@@ -23,6 +23,10 @@ struct proa_datagram {
   const proa_datagram_protocol *proto;
   void *self;
   bool connected;
+  /* allow_broadcast with a remote address: the socket is not connected
+   * (asyncio), but sendto without an address goes here. */
+  bool has_remote;
+  proa_sockaddr remote;
   dgram *qhead, *qtail;
   size_t qsize; /* bytes queued */
 };
@@ -123,6 +127,7 @@ static void report(proa_datagram *t, int error) {
 static bool soft_error(intptr_t err) {
   return err == PROA_ECONNREFUSED || err == PROA_ECONNRESET ||
          err == PROA_EHOSTUNREACH || err == PROA_ENETUNREACH ||
+         err == PROA_EHOSTDOWN || err == PROA_ENETRESET ||
          err == PROA_EMSGSIZE || err == PROA_ETIMEDOUT || err == PROA_EAGAIN;
 }
 
@@ -222,16 +227,23 @@ static int enqueue(proa_datagram *t, const void *data, size_t len,
   return 0;
 }
 
-/* On a connected endpoint only the peer (or NULL) is a valid target. */
+static bool same_addr(const proa_sockaddr *a, const proa_sockaddr *b) {
+  return a->len == b->len &&
+         memcmp(a->storage, b->storage, (size_t)a->len) == 0;
+}
+
+/* On an endpoint with a remote address only that address (or NULL) is a
+ * valid target. */
 static int check_target(proa_datagram *t, const proa_sockaddr *addr) {
   proa_sockaddr peer;
+  if (t->has_remote)
+    return !addr || same_addr(addr, &t->remote) ? 0 : PROA_EINVAL;
   if (!t->connected)
     return addr ? 0 : PROA_EINVAL;
   if (!addr)
     return 0;
   if (proa__socket_name(t->ch.sock, &peer, true) != 0 ||
-      peer.len != addr->len ||
-      memcmp(peer.storage, addr->storage, (size_t)peer.len) != 0)
+      !same_addr(&peer, addr))
     return PROA_EINVAL;
   return 0;
 }
@@ -250,6 +262,8 @@ int proa_datagram_sendto(proa_datagram *t, const void *data, size_t len,
     return err;
   if (t->connected)
     addr = NULL; /* send(), not sendto(): some systems insist */
+  else if (t->has_remote)
+    addr = &t->remote;
   if (!t->qhead && !t->ch.write_pending) {
     intptr_t n = proa__socket_try_sendto(t->ch.sock, data, len, addr);
     if (n >= 0)
@@ -338,8 +352,11 @@ typedef struct setup {
   int error;
 } setup;
 
-/* Wraps the socket (owned from here on) and schedules connection_made. */
-static int start(setup *st, proa__ioh *sock, bool connected) {
+/* Wraps the socket (owned from here on) and schedules connection_made.
+ * `remote` (may be NULL) is where sendto without an address goes on a
+ * socket that is not connected. */
+static int start(setup *st, proa__ioh *sock, bool connected,
+                 const proa_sockaddr *remote) {
   proa_datagram *t = calloc(1, sizeof *t);
   int err;
   if (!t) {
@@ -351,6 +368,9 @@ static int start(setup *st, proa__ioh *sock, bool connected) {
   t->proto = st->proto;
   t->self = st->self;
   t->connected = connected;
+  t->has_remote = remote != NULL;
+  if (remote)
+    t->remote = *remote;
   err = proa__channel_start(&t->ch, st->waiter);
   if (err)
     proa_datagram_unref(t); /* never started: the socket goes with it */
@@ -384,13 +404,17 @@ static int try_pair(setup *st, int family, const proa_addrinfo *local,
   err = set_options(&st->opts, s);
   if (!err && local)
     err = proa__socket_bind(s, &local->addr);
-  if (!err && remote)
+  /* asyncio connects unless broadcasting is allowed: then datagrams from
+   * anywhere arrive, and sendto without an address goes to the remote. */
+  if (!err && remote && !st->opts.allow_broadcast)
     err = proa__socket_connect_now(s, &remote->addr);
   if (err) {
     proa__ioh_close(s);
     return err;
   }
-  return start(st, s, remote != NULL);
+  if (remote && st->opts.allow_broadcast)
+    return start(st, s, false, &remote->addr);
+  return start(st, s, remote != NULL, NULL);
 }
 
 /* Tries each (local, remote) pair of one family until one works. */
@@ -499,25 +523,32 @@ static int check(const proa_datagram_options *o) {
   if (o->local_port < 0 || o->local_port > 65535 || o->remote_port < 0 ||
       o->remote_port > 65535 || (remote && o->remote_port == 0))
     return PROA_EINVAL;
+  /* As asyncio: a given socket comes with nothing that would make one. */
   if (o->sock != -1)
-    return local || remote ? PROA_EINVAL : 0;
+    return local || remote || o->family || o->proto || o->flags ||
+                   o->reuse_port > 0 || o->allow_broadcast
+               ? PROA_EINVAL
+               : 0;
   if (!local && !remote && o->family != PROA_AF_INET &&
       o->family != PROA_AF_INET6)
     return PROA_EINVAL;
   return 0;
 }
 
+/* The caller's socket; its type is checked before it is adopted, so that
+ * a refused socket stays the caller's, open. */
 static int adopt(setup *st) {
   proa__ioh *s;
   proa_sockaddr peer;
-  int err = proa__ioh_adopt(st->loop, st->opts.sock, &s);
+  int err = proa__os_socket_type(st->opts.sock);
+  if (err < 0)
+    return err;
+  if (err != PROA_SOCK_DGRAM)
+    return PROA_EINVAL; /* asyncio: "A datagram socket was expected" */
+  err = proa__ioh_adopt(st->loop, st->opts.sock, &s);
   if (err)
     return err;
-  if (proa__socket_type(s) != PROA_SOCK_DGRAM) {
-    proa__ioh_close(s); /* asyncio: "A datagram socket was expected" */
-    return PROA_EINVAL;
-  }
-  return start(st, s, proa__socket_name(s, &peer, true) == 0);
+  return start(st, s, proa__socket_name(s, &peer, true) == 0, NULL);
 }
 
 int proa_create_datagram_endpoint(proa_loop *loop,
@@ -529,9 +560,7 @@ int proa_create_datagram_endpoint(proa_loop *loop,
   int err;
   if (out)
     *out = NULL;
-  if (opts)
-    o = *opts;
-  if (!loop || !out)
+  if (!loop || !out || proa__options_read(&o, sizeof o, opts))
     return PROA_EINVAL;
   err = check(&o);
   if (!err)

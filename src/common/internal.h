@@ -182,6 +182,12 @@ void proa__futures_run_stalled(proa_loop *loop);
 /* At close: drops them instead. */
 void proa__futures_drop_stalled(proa_loop *loop);
 
+/* Reads the caller's options struct `src` (NULL: none) over the defaults
+ * in `dst`, a struct of `known` bytes that starts with its size (see
+ * options.c). Returns 0 or PROA_EINVAL for a size this library cannot
+ * take. */
+int proa__options_read(void *dst, size_t known, const void *src);
+
 /* A copy of `s` (NULL for NULL, or when out of memory). */
 char *proa__strdup(const char *s);
 

@@ -210,8 +210,8 @@ int proa_loop_new_ex(proa_loop **out, const proa_loop_options *opts) {
   if (!out)
     return PROA_EINVAL;
   *out = NULL;
-  if (opts)
-    o = *opts;
+  if (proa__options_read(&o, sizeof o, opts))
+    return PROA_EINVAL;
   backend = o.backend;
   if (!backend) {
     backend = getenv("PROA_BACKEND");

@@ -144,8 +144,8 @@ int proa_getaddrinfo(proa_loop *loop, const char *host, const char *port,
     *out = NULL;
   if (!loop || !out || (!host && !port))
     return PROA_EINVAL;
-  if (hints)
-    h = *hints;
+  if (proa__options_read(&h, sizeof h, hints))
+    return PROA_EINVAL;
   if ((h.family != PROA_AF_UNSPEC && proa__os_family(h.family) == AF_UNSPEC) ||
       (h.socktype && !proa__os_socktype(h.socktype)))
     return PROA_EINVAL;

@@ -21,7 +21,6 @@ typedef struct accept_slot {
 struct listener {
   proa_server *server;
   proa__ioh *sock; /* NULL once closed */
-  int pending;     /* accepts in flight */
   accept_slot slots[MAX_ACCEPTS];
 };
 
@@ -40,6 +39,7 @@ struct proa_server {
   proa_future **waiters; /* wait_closed futures */
   size_t nwaiters;
   proa_handle *backoff;
+  bool registered; /* in the loop's resources */
   int backlog;
   bool serving;
   bool closed;
@@ -64,6 +64,7 @@ void proa_server_unref(proa_server *s) {
 static void server_release(void *s) { proa_server_unref(s); }
 
 static void on_accept(proa__op *op);
+static void close_now(proa__resource *r);
 
 /* ---- wait_closed ---- */
 
@@ -100,62 +101,82 @@ int proa_server_wait_closed(proa_server *s, proa_future **out) {
 
 /* ---- accepting ---- */
 
+/* Each accept in flight holds a reference: the server's memory holds the
+ * op until its completion has been seen. */
 static void accept_submit(listener *l) {
-  int i, max = proa__socket_accept_max(l->sock);
+  int i, max;
+  if (!l->sock)
+    return;
+  max = proa__socket_accept_max(l->sock);
   for (i = 0; i < max && i < MAX_ACCEPTS; i++) {
     accept_slot *slot = &l->slots[i];
-    if (!l->server->serving || l->server->backoff)
+    if (!l->sock || !l->server->serving || l->server->backoff)
       return;
     if (slot->busy)
       continue;
     slot->busy = true;
     slot->l = l;
     slot->aop.op.complete = on_accept;
-    l->pending++;
+    proa_server_ref(l->server);
     proa__socket_accept(l->sock, &slot->aop);
   }
 }
 
-static void listener_close(listener *l) {
-  proa_server *s = l->server;
-  proa__ioh_close(l->sock);
-  l->sock = NULL;
-  if (--s->open_listeners == 0)
+/* The server is a loop resource while it listens. */
+static void update_resource(proa_server *s) {
+  bool want = s->open_listeners > 0;
+  if (want && !s->registered)
+    proa__resource_add(s->loop, &s->res, close_now);
+  else if (!want && s->registered)
     proa__resource_remove(s->loop, &s->res);
-  maybe_closed(s);
-  proa_server_unref(s); /* each open listener held one */
+  s->registered = want;
 }
 
-/* Stops accepting on `l`; the socket closes when no accept is in flight. */
-static void listener_stop(listener *l) {
+/*
+ * Closes the listening socket at once, as asyncio does, so that a connect
+ * made right after proa_server_close() is refused. Its accepts in flight
+ * are cancelled first (the contract allows closing a handle whose ops are
+ * all cancelled); their completions still arrive and find the listener
+ * closed (on_accept), each holding the server until then.
+ */
+static void listener_close(listener *l) {
   int i;
-  if (!l->sock)
-    return;
-  if (!l->pending) {
-    listener_close(l);
-    return;
-  }
   for (i = 0; i < MAX_ACCEPTS; i++)
     if (l->slots[i].busy)
       proa__ioh_cancel(l->sock, &l->slots[i].aop.op);
+  proa__ioh_close(l->sock);
+  l->sock = NULL;
+  l->server->open_listeners--;
 }
 
-/* The loop is closing with the server listening: stop accepting. */
+/* Closes every listener still open. */
+static void close_listeners(proa_server *s) {
+  size_t i, closed = 0;
+  proa_server_ref(s); /* the last listener may hold the last reference */
+  for (i = 0; i < s->nlisteners; i++) {
+    if (s->listeners[i].sock) {
+      listener_close(&s->listeners[i]);
+      closed++;
+    }
+  }
+  update_resource(s);
+  maybe_closed(s);
+  while (closed-- > 0)
+    proa_server_unref(s); /* each open listener held one */
+  proa_server_unref(s);
+}
+
+/* The loop is closing with the server listening: close the listeners; the
+ * loop waits for the cancelled accepts' completions. */
 static void close_now(proa__resource *r) {
   proa_server *s = (proa_server *)(void *)r;
-  size_t i;
+  s->registered = false; /* the loop removed it */
   s->closed = true;
   s->serving = false;
   proa_handle_cancel(s->backoff);
   proa_handle_unref(s->backoff);
   s->backoff = NULL;
-  /* Accepts in flight are cancelled; the loop waits for them (on Windows
-   * the kernel owns their sockets until then), and the last one to end
-   * closes its listener. */
-  proa_server_ref(s); /* the last listener may hold the last reference */
-  for (i = 0; i < s->nlisteners; i++)
-    listener_stop(&s->listeners[i]);
-  proa_server_unref(s);
+  close_listeners(s);
 }
 
 static void new_connection(proa_server *s, proa__ioh *sock) {
@@ -205,6 +226,8 @@ static void back_off(proa_server *s, int err) {
   proa__report(s->loop, err,
                "server could not accept a connection; retrying in %.2f s",
                ACCEPT_BACKOFF);
+  if (s->closed)
+    return; /* the exception handler closed it: nothing to resume */
   if (!s->backoff &&
       proa_call_later(s->loop, ACCEPT_BACKOFF, end_backoff, s, &s->backoff)) {
     /* Without a timer to resume, retrying now would spin: stop. */
@@ -214,11 +237,16 @@ static void back_off(proa_server *s, int err) {
   }
 }
 
-/* Errors that concern one connection only: accepting simply goes on. */
+/* Errors that concern one connection only: accepting simply goes on.
+ * Linux's accept() passes on the network errors of the new connection
+ * (accept(2) lists them: treat them like EAGAIN). */
 static bool transient_error(intptr_t err) {
   return err == PROA_ECONNABORTED || err == PROA_ECONNRESET ||
          err == PROA_EAGAIN || err == PROA_EINTR || err == PROA_EPROTO ||
-         err == PROA_ETIMEDOUT;
+         err == PROA_ETIMEDOUT || err == PROA_ENETDOWN ||
+         err == PROA_ENOPROTOOPT || err == PROA_EHOSTDOWN ||
+         err == PROA_EHOSTUNREACH || err == PROA_ENETUNREACH ||
+         err == PROA_ENOTSUP;
 }
 
 static void on_accept(proa__op *op) {
@@ -226,19 +254,20 @@ static void on_accept(proa__op *op) {
   listener *l = slot->l;
   proa_server *s = l->server;
   slot->busy = false;
-  l->pending--;
-  if (op->result == 0 && s->serving)
-    new_connection(s, slot->aop.accepted);
-  else if (op->result == 0)
-    proa__ioh_close(slot->aop.accepted); /* raced with close */
-  else if (op->result != PROA_ECANCELED && !transient_error(op->result))
-    back_off(s, (int)op->result); /* EMFILE and the like: never spin */
-  if (!s->serving) {
-    if (!l->pending)
-      listener_close(l);
+  if (!l->sock) { /* closed since: the accept was cancelled, or raced */
+    if (op->result == 0)
+      proa__ioh_close(slot->aop.accepted);
+    proa_server_unref(s); /* the accept's reference */
     return;
   }
-  accept_submit(l);
+  /* The accept's reference covers the factory and the exception handler,
+   * which may close the server and drop the user's reference below. */
+  if (op->result == 0)
+    new_connection(s, slot->aop.accepted);
+  else if (op->result != PROA_ECANCELED && !transient_error(op->result))
+    back_off(s, (int)op->result); /* EMFILE and the like: never spin */
+  accept_submit(l); /* nothing when the listener closed meanwhile */
+  proa_server_unref(s);
 }
 
 int proa_server_start_serving(proa_server *s) {
@@ -258,7 +287,6 @@ int proa_server_start_serving(proa_server *s) {
 bool proa_server_is_serving(const proa_server *s) { return s->serving; }
 
 void proa_server_close(proa_server *s) {
-  size_t i;
   if (!s || s->closed)
     return;
   s->closed = true;
@@ -266,9 +294,7 @@ void proa_server_close(proa_server *s) {
   proa_handle_cancel(s->backoff);
   proa_handle_unref(s->backoff);
   s->backoff = NULL;
-  for (i = 0; i < s->nlisteners; i++)
-    listener_stop(&s->listeners[i]);
-  maybe_closed(s);
+  close_listeners(s);
 }
 
 static void for_each_client(proa_server *s, void (*fn)(proa_transport *)) {
@@ -382,16 +408,9 @@ static int open_listener(setup *st, const proa_sockaddr *a, listener *l,
 
 static void add_listener(proa_server *s, listener *l) {
   l->server = s;
-  if (s->open_listeners++ == 0)
-    proa__resource_add(s->loop, &s->res, close_now);
-  proa_server_ref(s);
-}
-
-static void close_listeners(proa_server *s) {
-  size_t i;
-  for (i = 0; i < s->nlisteners; i++)
-    if (s->listeners[i].sock)
-      listener_close(&s->listeners[i]);
+  s->open_listeners++;
+  update_resource(s);
+  proa_server_ref(s); /* each open listener holds one */
 }
 
 /* All lookups are in: listen everywhere, or nowhere. */
@@ -485,17 +504,10 @@ static int add_host(setup *st, const char *host) {
   return err;
 }
 
-static int add_hosts(setup *st, const char *host) {
-  const char *const *h;
+/* Every interface, each family the caller allows (asyncio's host None or
+ * ""): families the OS lacks are skipped. */
+static int add_wildcards(setup *st) {
   int err = 0;
-  if (st->opts.hosts) {
-    for (h = st->opts.hosts; *h && !err; h++)
-      err = add_host(st, *h);
-    return err;
-  }
-  if (host)
-    return add_host(st, host);
-  /* No host: every interface, each family the caller allows. */
   st->wildcard = true;
   if (st->opts.family != PROA_AF_INET6)
     err = add_host(st, "0.0.0.0");
@@ -504,22 +516,35 @@ static int add_hosts(setup *st, const char *host) {
   return err;
 }
 
+static int add_hosts(setup *st, const char *host) {
+  const char *const *h;
+  int err = 0;
+  if (st->opts.hosts) {
+    for (h = st->opts.hosts; *h && !err; h++)
+      err = **h ? add_host(st, *h) : add_wildcards(st);
+    return err;
+  }
+  return host && *host ? add_host(st, host) : add_wildcards(st);
+}
+
+/* The caller's socket: checked and set listening before it is adopted,
+ * so that a refused socket stays the caller's, open. */
 static int adopt_listener(setup *st) {
   proa_server *s = st->s;
   listener *l;
-  int err;
+  int err, type = proa__os_socket_type(st->opts.sock);
+  if (type < 0)
+    return type;
+  if (type != PROA_SOCK_STREAM)
+    return PROA_EINVAL; /* asyncio: "A Stream Socket was expected" */
   s->listeners = calloc(1, sizeof *s->listeners);
   if (!s->listeners)
     return PROA_ENOMEM;
   l = &s->listeners[0];
-  err = proa__ioh_adopt(s->loop, st->opts.sock, &l->sock);
-  if (!err && proa__socket_type(l->sock) != PROA_SOCK_STREAM)
-    err = PROA_EINVAL; /* a stream socket was expected */
+  err = proa__os_listen(st->opts.sock, st->opts.backlog);
   if (!err)
-    err = proa__socket_listen(l->sock, st->opts.backlog);
+    err = proa__ioh_adopt(s->loop, st->opts.sock, &l->sock);
   if (err) {
-    if (l->sock)
-      proa__ioh_close(l->sock);
     l->sock = NULL;
     return err;
   }
@@ -544,10 +569,12 @@ int proa__create_server(proa_loop *loop, proa_protocol_factory factory,
   int err;
   if (out)
     *out = NULL;
-  if (opts)
-    o = *opts;
   if (!loop || !factory || !out || port < 0 || port > 65535 ||
-      (o.sock != -1 && (host || o.hosts)))
+      proa__options_read(&o, sizeof o, opts))
+    return PROA_EINVAL;
+  /* As asyncio: a given socket comes with nothing that would make one. */
+  if (o.sock != -1 && ((host && *host) || o.hosts || port || o.family ||
+                       o.flags || o.reuse_port > 0))
     return PROA_EINVAL;
   if (o.ssl)
     return PROA_ENOTSUP;

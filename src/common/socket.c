@@ -246,9 +246,20 @@ int proa__socket_multicast(proa__ioh *s, const char *group, const char *iface,
 }
 
 int proa__socket_type(proa__ioh *s) {
+  return proa__os_socket_type(proa__ioh_os(s));
+}
+
+int proa__os_listen(intptr_t fd, int backlog) {
+  return listen((proa__os_socket)fd, backlog) == 0 ? 0 : last_error();
+}
+
+int proa__os_socket_type(intptr_t fd) {
   int type = 0;
   proa__socklen len = (proa__socklen)sizeof type;
-  if (getsockopt(fd_of(s), SOL_SOCKET, SO_TYPE, (char *)&type, &len) != 0)
+  if (fd == -1)
+    return PROA_EBADF;
+  if (getsockopt((proa__os_socket)fd, SOL_SOCKET, SO_TYPE, (char *)&type,
+                 &len) != 0)
     return last_error();
   return type == SOCK_STREAM  ? PROA_SOCK_STREAM
          : type == SOCK_DGRAM ? PROA_SOCK_DGRAM

@@ -51,6 +51,14 @@ int proa__socket_multicast(proa__ioh *s, const char *group, const char *iface,
 /* PROA_SOCK_STREAM or PROA_SOCK_DGRAM (SO_TYPE), 0 for others, or an
  * error. */
 int proa__socket_type(proa__ioh *s);
+/*
+ * The same for an OS socket that proa does not own yet (opts.sock), so that
+ * a socket of the wrong type is refused before it is adopted and stays the
+ * caller's.
+ */
+int proa__os_socket_type(intptr_t fd);
+/* listen() on an OS socket not adopted yet. */
+int proa__os_listen(intptr_t fd, int backlog);
 /* The pending error of a socket (SO_ERROR), translated. */
 int proa__socket_pending_error(proa__ioh *s);
 

@@ -248,8 +248,8 @@ int proa_task_new(proa_loop *loop, proa_task_fn fn, void *arg,
     *out = NULL;
   if (!loop || !fn || !out)
     return PROA_EINVAL;
-  if (opts)
-    o = *opts;
+  if (proa__options_read(&o, sizeof o, opts))
+    return PROA_EINVAL;
   t = calloc(1, sizeof *t);
   if (!t)
     return PROA_ENOMEM;

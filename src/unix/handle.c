@@ -158,8 +158,11 @@ int proa__engine_adopt(proa__backend *be, intptr_t os, proa__ioh **out) {
 }
 
 static void release(uhandle *u, bool close_fd) {
-  PROA_ASSERT(!u->read_op && !u->write_op,
-              "a handle is closed only once its operations completed");
+  /* A cancel takes the op off the handle at once (its completion is
+   * queued), so this is the whole check. */
+  PROA_ASSERT(
+      !u->read_op && !u->write_op,
+      "a handle is closed only once its ops completed or were cancelled");
   proa__io_watch(u->io.be, &u->io, 0);
   if (close_fd)
     close(u->io.fd);

@@ -43,6 +43,7 @@ typedef struct io_rec {
   struct whandle *s; /* the handle that issued it */
   SOCKET pending;    /* accept only: the socket AcceptEx fills */
   void *pending_buf; /* pipe and file reads: where ReadFile puts bytes */
+  bool cancelled;    /* a cancel was asked for: the handle may be closed */
 } io_rec;
 
 /* What a socket is, as far as this file cares. */
@@ -327,19 +328,31 @@ static void handle_free(whandle *s) {
   free(s);
 }
 
+/* Whether every record still in flight had a cancel asked for. */
+static bool all_cancelled(const whandle *s) {
+  int i;
+  if ((s->read.user && !s->read.cancelled) ||
+      (s->write.user && !s->write.cancelled))
+    return false;
+  for (i = 0; s->accepts != NULL && i < ACCEPT_MAX; i++)
+    if (s->accepts[i].user && !s->accepts[i].cancelled)
+      return false;
+  return true;
+}
+
 static void release(proa__ioh *h, bool close_os) {
   whandle *s = of_ioh(h);
-  PROA_ASSERT(s->inflight == 0,
-              "a handle is closed only once its operations completed");
+  PROA_ASSERT(all_cancelled(s), "a handle is closed only once its ops "
+                                "completed or were cancelled");
   if (close_os && s->h.kind == PROA__IOH_SOCKET)
     closesocket(s->sock);
   else if (close_os)
     CloseHandle((HANDLE)s->h.os);
   s->sock = INVALID_SOCKET;
   s->h.os = -1;
-  /* In release builds a broken contract still frees nothing the kernel
-   * owns: the last completion frees. A read completion that is running
-   * frees it when it returns. */
+  /* What is in flight still completes (closing the socket aborts it, if
+   * the cancel had not yet); the last completion frees the state, and a
+   * read completion that is running frees it when it returns. */
   if (s->inflight > 0 || s->dispatching)
     s->closed = true;
   else
@@ -354,30 +367,20 @@ void proa__iocp_detach(proa__ioh *h) { release(h, false); }
 
 /* ---- completions ---- */
 
-/*
- * Ends a record's flight and gives back the caller's op, or NULL when the
- * socket was closed under it (a broken contract: the op is dropped, and the
- * socket freed with the last record).
- */
-static proa__op *rec_end(io_rec *r) {
+/* Ends a record's flight and completes the caller's op; a handle closed
+ * meanwhile goes with its last record. */
+static void finish(io_rec *r, intptr_t result) {
   whandle *s = r->s;
   proa__op *user = r->user;
   r->user = NULL;
   s->inflight--;
   proa__iocp_inflight_add(s->be, -1);
-  if (!s->closed)
-    return user;
-  if (s->inflight == 0 && !s->dispatching)
+  if (s->closed && result >= 0 && r != &s->write)
+    result = PROA_ECANCELED; /* a read or an accept that raced the close */
+  if (s->closed && s->inflight == 0 && !s->dispatching)
     handle_free(s);
-  return NULL;
-}
-
-static void finish(io_rec *r, intptr_t result) {
-  proa__op *user = rec_end(r);
-  if (user != NULL) {
-    user->result = result;
-    user->complete(user); /* may close the socket: touch nothing after */
-  }
+  user->result = result;
+  user->complete(user); /* may close the handle: touch nothing after */
 }
 
 /*
@@ -469,6 +472,7 @@ static bool rec_begin(io_rec *r, proa__op *user) {
     return false;
   memset(&r->op.overlapped, 0, sizeof r->op.overlapped);
   r->user = user;
+  r->cancelled = false;
   r->s->inflight++;
   proa__iocp_inflight_add(r->s->be, 1);
   return true;
@@ -959,6 +963,7 @@ void proa__iocp_cancel(proa__ioh *h, proa__op *op) {
   io_rec *r;
   if (s == NULL || op == NULL || (r = rec_of(s, op)) == NULL)
     return;
+  r->cancelled = true;
   if (r == &s->read && s->read_inline) {
     s->read_cancelled = true; /* recorded, not issued: read_data ends it */
     return;
