@@ -69,8 +69,8 @@ static void made_cb(void *arg) {
     if (proa_future_done(waiter)) {
       proa__channel_abort(ch, 0); /* the caller cancelled: nobody uses it */
     } else {
-      /* The future owns this reference from here on, whatever the call
-       * returns (it can only fail to schedule the callbacks). */
+      /* The future owns this reference from here on: setting the result
+       * of a pending future cannot fail (future.h). */
       proa__channel_ref(ch);
       proa_future_set_result(waiter, ch->obj, ch->release);
     }

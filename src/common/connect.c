@@ -156,6 +156,10 @@ static void connected(connector *c, attempt *a) {
 static void on_connect(proa__op *op) {
   attempt *a = (attempt *)(void *)op;
   connector *c = a->c;
+  /* The caller may have cancelled with on_waiter_done not run yet: then
+   * no transport is built for a connection nobody will use. */
+  if (op->result == 0 && !c->done && proa_future_done(c->waiter))
+    c->done = true;
   if (op->result == 0 && !c->done) {
     connected(c, a);
   } else {
