@@ -187,9 +187,9 @@ struct proa__exec_call {
   proa_free_fn free_result;
   void *result;
   int error;
-  bool dropped;                 /* the executor never ran fn */
-  proa_handle *post;            /* call_done's, allocated up front */
-  proa__exec_call *prev, *next; /* in loop->exec_calls */
+  bool dropped;         /* the executor never ran fn */
+  proa_handle *post;    /* call_done's, allocated up front */
+  proa__list_node link; /* in loop->exec_calls */
 };
 
 static void call_release(proa__exec_call *c) {
@@ -201,13 +201,7 @@ static void call_release(proa__exec_call *c) {
 }
 
 static void call_unlink(proa__exec_call *c) {
-  proa_loop *loop = proa_future_loop(c->future);
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    loop->exec_calls = c->next;
-  if (c->next)
-    c->next->prev = c->prev;
+  proa__list_remove(&proa_future_loop(c->future)->exec_calls, &c->link);
 }
 
 /* The loop's side: completes the future with what the worker found. */
@@ -277,10 +271,7 @@ static proa__exec_call *call_new(proa_loop *loop, proa_work_fn fn, void *arg,
   c->fn = fn;
   c->arg = arg;
   c->free_result = free_result;
-  c->next = loop->exec_calls;
-  if (c->next)
-    c->next->prev = c;
-  loop->exec_calls = c;
+  proa__list_push(&loop->exec_calls, &c->link);
   return c;
 }
 
@@ -337,9 +328,10 @@ int proa_loop_set_default_executor(proa_loop *loop, proa_executor *executor) {
 void proa__executor_close(proa_loop *loop) {
   /* Let go of the loop's side of every call still out there; a worker
    * that finishes later finds the loop closed and cleans up alone. */
-  while (loop->exec_calls) {
-    proa__exec_call *c = loop->exec_calls;
-    loop->exec_calls = c->next;
+  while (!proa__list_empty(&loop->exec_calls)) {
+    proa__exec_call *c =
+        PROA__CONTAINER(loop->exec_calls.head, proa__exec_call, link);
+    proa__list_remove(&loop->exec_calls, &c->link);
     proa_future_cancel(c->future, "the event loop was closed");
     proa_future_unref(c->future);
     call_release(c);

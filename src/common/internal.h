@@ -95,10 +95,10 @@ struct proa_loop {
   proa__signal_slot *signals; /* indexed by signal number, lazily allocated */
   int nsignals;
 
-  proa_executor *executor;     /* the default executor, NULL until needed */
-  bool owns_executor;          /* it is the built-in pool, freed at close */
-  proa__exec_call *exec_calls; /* run_in_executor calls still in flight */
-  proa__list resources;        /* open socket owners (see proa__resource) */
+  proa_executor *executor; /* the default executor, NULL until needed */
+  bool owns_executor;      /* it is the built-in pool, freed at close */
+  proa__list exec_calls;   /* run_in_executor calls still in flight */
+  proa__list resources;    /* open socket owners (see proa__resource) */
 
   /* Futures whose callbacks could not be queued for want of a handle;
    * the next iteration runs them (future.c). Linked through stalled_next,
@@ -113,7 +113,7 @@ struct proa_loop {
   char *read_buf;
   size_t read_buf_size;
   /* Tasks not finished yet (task.c), and the task factory. */
-  void *tasks;
+  proa__list tasks;
   proa_task_factory task_factory;
   void *task_factory_arg;
   /* Recycled write-queue chunks of the standard size, and the buffer lists

@@ -33,8 +33,8 @@ struct proa_server {
   proa_free_fn factory_free; /* releases factory_arg with the server */
   listener *listeners;
   size_t nlisteners;
-  size_t open_listeners;   /* sockets not yet closed */
-  proa_transport *clients; /* linked through the transports */
+  size_t open_listeners; /* sockets not yet closed */
+  proa__list clients;    /* through proa__transport_server_link */
   size_t nclients;
   proa_future **waiters; /* wait_closed futures */
   size_t nwaiters;
@@ -199,13 +199,13 @@ static void new_connection(proa_server *s, proa__ioh *sock) {
     proa__report(s->loop, err, "server could not start a new connection");
     return;
   }
-  proa__transport_link(&s->clients, t);
+  proa__list_push(&s->clients, proa__transport_server_link(t));
   s->nclients++;
   proa_server_ref(s); /* each client holds one until it is lost */
 }
 
 void proa__server_connection_lost(proa_server *s, proa_transport *t) {
-  proa__transport_unlink(&s->clients, t);
+  proa__list_remove(&s->clients, proa__transport_server_link(t));
   s->nclients--;
   maybe_closed(s);
   proa_server_unref(s);
@@ -298,11 +298,11 @@ void proa_server_close(proa_server *s) {
 }
 
 static void for_each_client(proa_server *s, void (*fn)(proa_transport *)) {
-  proa_transport *t = s->clients, *next;
+  proa__list_node *n = s->clients.head, *next;
   /* Closing a client only schedules its removal, so the list holds. */
-  for (; t; t = next) {
-    next = proa__transport_next(t);
-    fn(t);
+  for (; n; n = next) {
+    next = n->next;
+    fn(proa__transport_of_server_link(n));
   }
 }
 

@@ -26,8 +26,8 @@ typedef struct stream {
   const proa_protocol *proto;
   void *self;
   proa_server *server;
-  proa_transport *server_prev, *server_next; /* the server's connections */
-  proa_callback drained; /* internal: told once the buffer is at `low` */
+  proa__list_node server_link; /* in the server's connections */
+  proa_callback drained;       /* internal: told once the buffer is at `low` */
   void *drained_arg;
   proa_buf *send_bufs; /* what write_op sends; held only while queueing */
   wchunk *whead, *wtail;
@@ -219,29 +219,12 @@ static void st_when_drained(proa_transport *tr, proa_callback fn, void *arg) {
   t->drained_arg = arg;
 }
 
-/* A server's connections, linked through the transports (server.c). */
-void proa__transport_link(proa_transport **head, proa_transport *tr) {
-  stream *t = S(tr);
-  t->server_prev = NULL;
-  t->server_next = *head;
-  if (*head)
-    S(*head)->server_prev = tr;
-  *head = tr;
+proa__list_node *proa__transport_server_link(proa_transport *t) {
+  return &S(t)->server_link;
 }
 
-void proa__transport_unlink(proa_transport **head, proa_transport *tr) {
-  stream *t = S(tr);
-  if (t->server_prev)
-    S(t->server_prev)->server_next = t->server_next;
-  else if (*head == tr)
-    *head = t->server_next;
-  if (t->server_next)
-    S(t->server_next)->server_prev = t->server_prev;
-  t->server_prev = t->server_next = NULL;
-}
-
-proa_transport *proa__transport_next(const proa_transport *t) {
-  return CS(t)->server_next;
+proa_transport *proa__transport_of_server_link(proa__list_node *n) {
+  return &PROA__CONTAINER(n, stream, server_link)->iface;
 }
 
 /* ---- reading ---- */

@@ -19,7 +19,7 @@ typedef struct task {
   bool cancel_pending; /* a cancel not yet delivered to an await */
   bool cancel_requested;
   bool cancel_wake_scheduled;
-  struct task *prev, *next; /* the loop's unfinished tasks */
+  proa__list_node link; /* in the loop's unfinished tasks */
 } task;
 
 static PROA__THREAD_LOCAL task *current;
@@ -33,22 +33,11 @@ proa_future *proa_current_task(void) {
 /* ---- the loop's list of unfinished tasks ---- */
 
 static void link_task(task *t) {
-  proa_loop *loop = t->future.loop;
-  t->next = loop->tasks;
-  if (t->next)
-    t->next->prev = t;
-  loop->tasks = t;
+  proa__list_push(&t->future.loop->tasks, &t->link);
 }
 
 static void unlink_task(task *t) {
-  proa_loop *loop = t->future.loop;
-  if (t->prev)
-    t->prev->next = t->next;
-  else if (loop->tasks == t)
-    loop->tasks = t->next;
-  if (t->next)
-    t->next->prev = t->prev;
-  t->prev = t->next = NULL;
+  proa__list_remove(&t->future.loop->tasks, &t->link);
 }
 
 /* ---- running ---- */
@@ -225,8 +214,8 @@ static void report_destroyed_pending(task *t) {
  * the close is the only way one is destroyed.)
  */
 void proa__tasks_close(proa_loop *loop) {
-  while (loop->tasks) {
-    task *t = loop->tasks;
+  while (!proa__list_empty(&loop->tasks)) {
+    task *t = PROA__CONTAINER(loop->tasks.head, task, link);
     report_destroyed_pending(t);
     if (t->awaiting) {
       proa_future_remove_done_callback(t->awaiting, wake, t);

@@ -64,13 +64,10 @@ int proa__transport_new(proa_loop *loop, proa__ioh *sock,
  */
 int proa__transport_start(proa_transport *t, proa_future *waiter);
 
-/*
- * A server's connections form a list linked through the transports, so a
- * lost connection leaves it in O(1).
- */
-void proa__transport_link(proa_transport **head, proa_transport *t);
-void proa__transport_unlink(proa_transport **head, proa_transport *t);
-proa_transport *proa__transport_next(const proa_transport *t);
+/* A server's connections form a list (list.h) through a node in each
+ * stream transport, so a lost connection leaves it in O(1). */
+proa__list_node *proa__transport_server_link(proa_transport *t);
+proa_transport *proa__transport_of_server_link(proa__list_node *n);
 
 /* The server side (server.c): a connection of `server` was lost. */
 void proa__server_connection_lost(proa_server *server, proa_transport *t);
