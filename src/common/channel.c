@@ -97,8 +97,10 @@ int proa__channel_start(proa__channel *ch, proa_future *waiter) {
 static void flow_cb(void *arg) {
   proa__channel *ch = arg;
   int step = proa__flow_step(&ch->flow, ch->cls->buffered(ch));
-  if (step && !ch->lost_scheduled)
-    ch->cls->flow(ch, step);
+  if (step > 0 && !ch->lost_scheduled && ch->proto.pause_writing)
+    ch->proto.pause_writing(ch->proto.self);
+  else if (step < 0 && !ch->lost_scheduled && ch->proto.resume_writing)
+    ch->proto.resume_writing(ch->proto.self);
   proa__channel_unref(ch);
 }
 
@@ -114,7 +116,10 @@ static void lost(proa__channel *ch, bool notify) {
   proa__resource_remove(ch->loop, &ch->res);
   proa__ioh_close(ch->sock);
   ch->sock = NULL;
-  ch->cls->lost(ch, notify);
+  if (notify && ch->proto.connection_lost)
+    ch->proto.connection_lost(ch->proto.self, ch->error);
+  if (ch->cls->lost)
+    ch->cls->lost(ch);
   proa__channel_unref(ch); /* the loop's reference */
 }
 

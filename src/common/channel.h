@@ -8,18 +8,46 @@
 
 typedef struct proa__channel proa__channel;
 
+/*
+ * The callbacks every protocol has with the same shape, copied from the
+ * protocol's table when the transport is made and by set_protocol, so that
+ * flow control and connection_lost are told once, here, for every class.
+ */
+typedef struct proa__channel_proto {
+  void *self;
+  void (*connection_lost)(void *self, int error);
+  void (*pause_writing)(void *self);
+  void (*resume_writing)(void *self);
+} proa__channel_proto;
+
+/* Fills a proa__channel_proto from any protocol table `p` (NULL: none). */
+#define PROA__CHANNEL_PROTO(p, self_)                                          \
+  proa__channel_proto_of((p) ? (p)->connection_lost : NULL,                    \
+                         (p) ? (p)->pause_writing : NULL,                      \
+                         (p) ? (p)->resume_writing : NULL, (self_))
+
+static inline proa__channel_proto
+proa__channel_proto_of(void (*lost)(void *, int), void (*pause)(void *),
+                       void (*resume)(void *), void *self) {
+  proa__channel_proto cp;
+  cp.self = self;
+  cp.connection_lost = lost;
+  cp.pause_writing = pause;
+  cp.resume_writing = resume;
+  return cp;
+}
+
 /* What differs between a stream transport and a datagram endpoint. */
 typedef struct proa__channel_class {
   /* Bytes accepted and not yet handed to the OS. */
   size_t (*buffered)(const proa__channel *ch);
   /* Forgets the queue, except what the write op is sending right now. */
   void (*drop_queue)(proa__channel *ch);
-  /* Tells the protocol: connection_made; pause (step > 0) or resume. */
+  /* Tells the protocol connection_made (its argument's type differs). */
   void (*made)(proa__channel *ch);
-  void (*flow)(proa__channel *ch, int step);
-  /* The socket is closed: tell the protocol connection_lost(ch->error)
-   * when `notify` (the loop may be closing instead), and anyone else. */
-  void (*lost)(proa__channel *ch, bool notify);
+  /* The socket is closed and connection_lost told (or not, when the loop
+   * is closing instead): tell anyone else. May be NULL. */
+  void (*lost)(proa__channel *ch);
   /* Releases the class's own state; the memory itself goes after. */
   void (*destroy)(proa__channel *ch);
   /* Submits ch->read_op: a read, or a wait for readability. */
@@ -43,8 +71,9 @@ struct proa__channel {
   proa__write_op write_op; /* streams write; datagrams send with .op */
   proa__flow flow;
   void *obj; /* the public object: what the waiter gets, and what is freed */
-  proa_free_fn release; /* how the waiter's result lets go of obj */
-  int error;            /* what connection_lost will say */
+  proa_free_fn release;      /* how the waiter's result lets go of obj */
+  int error;                 /* what connection_lost will say */
+  proa__channel_proto proto; /* the protocol's callbacks that all share */
   bool made, reading, eof, read_pending, write_pending;
   bool closing, aborting, lost_scheduled;
 };

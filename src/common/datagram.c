@@ -9,14 +9,16 @@
 #define RECVS_PER_WAKE 32 /* datagrams read per readiness, at most */
 #define MAX_DATAGRAM 65536
 
-/* A datagram waiting for the socket to take it. */
+/* A datagram waiting for the socket to take it; its bytes follow the
+ * header in the same block (no flexible array member: MSVC's C4200). */
 typedef struct dgram {
   struct dgram *next;
   proa_sockaddr addr;
   bool has_addr;
   size_t len;
-  char data[];
 } dgram;
+
+static char *dgram_data(dgram *d) { return (char *)(d + 1); }
 
 struct proa_datagram {
   proa__channel ch; /* first: lifetime, ops, flow control, closing */
@@ -69,22 +71,6 @@ static void made(proa__channel *ch) {
     t->proto->connection_made(t->self, t);
 }
 
-static void flow(proa__channel *ch, int step) {
-  proa_datagram *t = of(ch);
-  if (!t->proto)
-    return;
-  if (step > 0 && t->proto->pause_writing)
-    t->proto->pause_writing(t->self);
-  else if (step < 0 && t->proto->resume_writing)
-    t->proto->resume_writing(t->self);
-}
-
-static void lost(proa__channel *ch, bool notify) {
-  proa_datagram *t = of(ch);
-  if (notify && t->proto && t->proto->connection_lost)
-    t->proto->connection_lost(t->self, ch->error);
-}
-
 static void destroy(proa__channel *ch) { queue_clear(of(ch)); }
 
 /* Waits for a datagram; recv_some then takes each with its sender. */
@@ -93,7 +79,7 @@ static void submit_read(proa__channel *ch) {
 }
 
 static const proa__channel_class datagram_class = {
-    buffered, drop_queue, made, flow, lost, destroy, submit_read};
+    buffered, drop_queue, made, NULL, destroy, submit_read};
 
 proa_datagram *proa_datagram_ref(proa_datagram *t) {
   proa__channel_ref(&t->ch);
@@ -180,7 +166,7 @@ static void write_submit(proa_datagram *t) {
   if (t->ch.write_pending || !d || t->ch.aborting)
     return;
   t->ch.write_pending = true;
-  proa__socket_sendto(t->ch.sock, &t->ch.write_op.op, d->data, d->len,
+  proa__socket_sendto(t->ch.sock, &t->ch.write_op.op, dgram_data(d), d->len,
                       d->has_addr ? &d->addr : NULL);
 }
 
@@ -217,7 +203,7 @@ static int enqueue(proa_datagram *t, const void *data, size_t len,
     d->addr = *addr;
   d->len = len;
   if (len)
-    memcpy(d->data, data, len);
+    memcpy(dgram_data(d), data, len);
   if (t->qtail)
     t->qtail->next = d;
   else
@@ -367,6 +353,7 @@ static int start(setup *st, proa__ioh *sock, bool connected,
                      on_write);
   t->proto = st->proto;
   t->self = st->self;
+  t->ch.proto = PROA__CHANNEL_PROTO(st->proto, st->self);
   t->connected = connected;
   t->has_remote = remote != NULL;
   if (remote)

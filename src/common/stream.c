@@ -147,20 +147,8 @@ static void made(proa__channel *ch) {
     t->proto->connection_made(t->self, &t->iface);
 }
 
-static void flow(proa__channel *ch, int step) {
+static void lost(proa__channel *ch) {
   stream *t = of(ch);
-  if (!t->proto)
-    return;
-  if (step > 0 && t->proto->pause_writing)
-    t->proto->pause_writing(t->self);
-  else if (step < 0 && t->proto->resume_writing)
-    t->proto->resume_writing(t->self);
-}
-
-static void lost(proa__channel *ch, bool notify) {
-  stream *t = of(ch);
-  if (notify && t->proto && t->proto->connection_lost)
-    t->proto->connection_lost(t->self, ch->error);
   if (t->server)
     proa__server_connection_lost(t->server, &t->iface);
 }
@@ -174,7 +162,7 @@ static void destroy(proa__channel *ch) {
 static void submit_read(proa__channel *ch);
 
 static const proa__channel_class stream_class = {
-    buffered, drop_queue, made, flow, lost, destroy, submit_read};
+    buffered, drop_queue, made, lost, destroy, submit_read};
 
 /* ---- creation ---- */
 
@@ -195,6 +183,7 @@ int proa__transport_new(proa_loop *loop, proa__ioh *sock,
   t->ch.release = proa__transport_release;
   t->proto = protocol;
   t->self = self;
+  t->ch.proto = PROA__CHANNEL_PROTO(protocol, self);
   t->server = server;
   *out = &t->iface;
   return 0;
@@ -598,6 +587,7 @@ static void st_set_protocol(proa_transport *tr, const proa_protocol *protocol,
   stream *t = S(tr);
   t->proto = protocol;
   t->self = self;
+  t->ch.proto = PROA__CHANNEL_PROTO(protocol, self);
 }
 
 static const proa__transport_class stream_transport = {
