@@ -141,6 +141,15 @@ typedef struct proa__write_op {
   size_t count;
 } proa__write_op;
 
+/* A datagram send: `len` bytes at `buf` to `to` (NULL: the connected
+ * peer). The bytes and the address stay valid until completion. */
+typedef struct proa__sendto_op {
+  proa__op op; /* first */
+  const void *buf;
+  size_t len;
+  const proa_sockaddr *to;
+} proa__sendto_op;
+
 /* An accept operation; the listener may have several in flight. */
 typedef struct proa__accept_op {
   proa__op op;
@@ -226,16 +235,15 @@ struct proa__backend_ops {
    * PROA_EAGAIN, PROA_EMSGSIZE when it was larger than len (the rest is
    * lost; the caller reports it), or the error. try_sendto sends one to
    * `to` (NULL: the connected peer). sendto is the write-side op that sends
-   * one when the socket can take it (buffer and address valid until
-   * completion). ICMP errors come back from these like any other error; on
-   * Windows unconnected UDP sockets have SIO_UDP_CONNRESET off.
+   * op's datagram when the socket can take it. ICMP errors come back from these
+   * like any other error; on Windows unconnected UDP sockets have
+   * SIO_UDP_CONNRESET off.
    */
   intptr_t (*try_recvfrom)(proa__ioh *h, void *buf, size_t len,
                            proa_sockaddr *from);
   intptr_t (*try_sendto)(proa__ioh *h, const void *buf, size_t len,
                          const proa_sockaddr *to);
-  void (*sendto)(proa__ioh *h, proa__op *op, const void *buf, size_t len,
-                 const proa_sockaddr *to);
+  void (*sendto)(proa__ioh *h, proa__sendto_op *op);
 };
 
 /*
@@ -329,10 +337,8 @@ static inline intptr_t proa__socket_try_sendto(proa__ioh *h, const void *buf,
                                                const proa_sockaddr *to) {
   return h->ops->try_sendto(h, buf, len, to);
 }
-static inline void proa__socket_sendto(proa__ioh *h, proa__op *op,
-                                       const void *buf, size_t len,
-                                       const proa_sockaddr *to) {
-  h->ops->sendto(h, op, buf, len, to);
+static inline void proa__socket_sendto(proa__ioh *h, proa__sendto_op *op) {
+  h->ops->sendto(h, op);
 }
 
 /* Translates a socket error (errno, or WSAGetLastError) to PROA_E*. */

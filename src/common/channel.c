@@ -16,8 +16,6 @@ void proa__channel_init(proa__channel *ch, const proa__channel_class *cls,
   ch->read_op.op.complete = on_read;
   ch->write_op.op.complete = on_write;
   ch->reading = true;
-  ch->obj = ch;
-  ch->release = proa__channel_release;
   proa__flow_init(&ch->flow);
   proa__resource_add(loop, &ch->res, close_now);
 }
@@ -33,11 +31,9 @@ void proa__channel_unref(proa__channel *ch) {
   proa__resource_remove(loop, &ch->res);
   if (ch->sock) /* never started: nothing can be in flight */
     proa__ioh_close(ch->sock);
-  free(ch->obj); /* the public object is the allocation */
+  free(proa__channel_obj(ch)); /* the public object is the allocation */
   proa_loop_unref(loop);
 }
-
-void proa__channel_release(void *ch) { proa__channel_unref(ch); }
 
 static void drop_ref(void *arg) { proa__channel_unref(arg); }
 
@@ -72,7 +68,7 @@ static void made_cb(void *arg) {
       /* The future owns this reference from here on: setting the result
        * of a pending future cannot fail (future.h). */
       proa__channel_ref(ch);
-      proa_future_set_result(waiter, ch->obj, ch->release);
+      proa_future_set_result(waiter, proa__channel_obj(ch), ch->cls->release);
     }
     proa_future_unref(waiter);
   }

@@ -52,6 +52,10 @@ typedef struct proa__channel_class {
   void (*destroy)(proa__channel *ch);
   /* Submits ch->read_op: a read, or a wait for readability. */
   void (*submit_read)(proa__channel *ch);
+  /* The public object is the allocation, with the channel `offset` bytes
+   * in; `release` lets go of a reference to it (a future's result). */
+  size_t offset;
+  proa_free_fn release;
 } proa__channel_class;
 
 /*
@@ -63,16 +67,17 @@ typedef struct proa__channel_class {
 struct proa__channel {
   proa__resource res; /* first: the loop closes it if the user did not */
   proa__atomic_int refs;
+  int error; /* what connection_lost will say */
   const proa__channel_class *cls;
   proa_loop *loop;
-  proa__ioh *sock;         /* NULL once lost */
-  proa_future *waiter;     /* completed with the transport after made */
-  proa__read_op read_op;   /* streams read; datagrams wait with .op */
-  proa__write_op write_op; /* streams write; datagrams send with .op */
+  proa__ioh *sock;       /* NULL once lost */
+  proa_future *waiter;   /* completed with the transport after made */
+  proa__read_op read_op; /* streams read; datagrams wait with .op */
+  union {
+    proa__write_op write_op;   /* streams */
+    proa__sendto_op sendto_op; /* datagrams */
+  };
   proa__flow flow;
-  void *obj; /* the public object: what the waiter gets, and what is freed */
-  proa_free_fn release;      /* how the waiter's result lets go of obj */
-  int error;                 /* what connection_lost will say */
   proa__channel_proto proto; /* the protocol's callbacks that all share */
   bool made, reading, eof, read_pending, write_pending;
   bool closing, aborting, lost_scheduled;
@@ -84,8 +89,10 @@ void proa__channel_init(proa__channel *ch, const proa__channel_class *cls,
                         proa__op_fn on_write);
 void proa__channel_ref(proa__channel *ch);
 void proa__channel_unref(proa__channel *ch);
-/* Releases a transport stored as a future's result. */
-void proa__channel_release(void *ch);
+/* The public object that `ch` is part of. */
+static inline void *proa__channel_obj(proa__channel *ch) {
+  return (char *)ch - ch->cls->offset;
+}
 
 /* Schedules cb(ch) holding a reference that cb must drop with unref. */
 int proa__channel_schedule(proa__channel *ch, proa_callback cb);
@@ -96,7 +103,7 @@ int proa__channel_schedule(proa__channel *ch, proa_callback cb);
  */
 int proa__channel_start(proa__channel *ch, proa_future *waiter);
 
-/* The channel whose read_op or write_op `op` is. */
+/* The channel whose read_op or write_op (sendto_op) `op` is. */
 static inline proa__channel *proa__channel_of_read(proa__op *op) {
   return PROA__CONTAINER(op, proa__channel, read_op.op);
 }

@@ -78,8 +78,16 @@ static void submit_read(proa__channel *ch) {
   proa__ioh_wait_readable(ch->sock, &ch->read_op.op);
 }
 
-static const proa__channel_class datagram_class = {
-    buffered, drop_queue, made, NULL, destroy, submit_read};
+static void release(void *t) { proa_datagram_unref(t); }
+
+static const proa__channel_class datagram_class = {buffered,
+                                                   drop_queue,
+                                                   made,
+                                                   NULL,
+                                                   destroy,
+                                                   submit_read,
+                                                   0 /* the channel is first */,
+                                                   release};
 
 proa_datagram *proa_datagram_ref(proa_datagram *t) {
   proa__channel_ref(&t->ch);
@@ -166,8 +174,10 @@ static void write_submit(proa_datagram *t) {
   if (t->ch.write_pending || !d || t->ch.aborting)
     return;
   t->ch.write_pending = true;
-  proa__socket_sendto(t->ch.sock, &t->ch.write_op.op, dgram_data(d), d->len,
-                      d->has_addr ? &d->addr : NULL);
+  t->ch.sendto_op.buf = dgram_data(d);
+  t->ch.sendto_op.len = d->len;
+  t->ch.sendto_op.to = d->has_addr ? &d->addr : NULL;
+  proa__socket_sendto(t->ch.sock, &t->ch.sendto_op);
 }
 
 static void on_write(proa__op *op) {

@@ -20,11 +20,21 @@ typedef struct wchunk {
 
 static char *chunk_data(wchunk *c) { return (char *)(c + 1); }
 
+/* What a read brought while reading was paused (it completed before its
+ * cancel could stop it): delivered on resume, never lost. The bytes follow
+ * the header, except with get_buffer: they are in the protocol's buffer. */
+typedef struct stash {
+  size_t len;
+  bool eof;
+} stash;
+
+static char *stash_data(stash *p) { return (char *)(p + 1); }
+
 typedef struct stream {
   proa_transport iface; /* first: the class that proa_transport_* calls */
-  proa__channel ch;     /* lifetime, ops, flow control, closing */
+  proa__channel ch;     /* lifetime, ops, flow control, closing; ch.proto.self
+                           is the protocol's self */
   const proa_protocol *proto;
-  void *self;
   proa_server *server;
   proa__list_node server_link; /* in the server's connections */
   proa_callback drained;       /* internal: told once the buffer is at `low` */
@@ -32,14 +42,10 @@ typedef struct stream {
   proa_buf *send_bufs; /* what write_op sends; held only while queueing */
   wchunk *whead, *wtail;
   size_t wsize;       /* bytes queued and not yet confirmed sent */
+  stash *stash;       /* NULL unless a read raced pause_reading */
   bool eof_requested; /* write_eof was called */
   bool eof_sent;
   bool buffer_refused; /* get_buffer gave no memory: the read failed */
-  /* Read while reading was paused (a read in flight completed before its
-   * cancel): delivered on resume, never lost. */
-  char *stash;
-  size_t stash_len;
-  bool stash_eof;
   bool resume_scheduled;
 } stream;
 
@@ -144,7 +150,7 @@ static void drop_queue(proa__channel *ch) {
 static void made(proa__channel *ch) {
   stream *t = of(ch);
   if (t->proto && t->proto->connection_made)
-    t->proto->connection_made(t->self, &t->iface);
+    t->proto->connection_made(t->ch.proto.self, &t->iface);
 }
 
 static void lost(proa__channel *ch) {
@@ -161,8 +167,14 @@ static void destroy(proa__channel *ch) {
 
 static void submit_read(proa__channel *ch);
 
-static const proa__channel_class stream_class = {
-    buffered, drop_queue, made, lost, destroy, submit_read};
+static const proa__channel_class stream_class = {buffered,
+                                                 drop_queue,
+                                                 made,
+                                                 lost,
+                                                 destroy,
+                                                 submit_read,
+                                                 offsetof(stream, ch),
+                                                 proa__transport_release};
 
 /* ---- creation ---- */
 
@@ -179,10 +191,7 @@ int proa__transport_new(proa_loop *loop, proa__ioh *sock,
     return PROA_ENOMEM;
   t->iface.cls = &stream_transport;
   proa__channel_init(&t->ch, &stream_class, loop, sock, on_read, on_write);
-  t->ch.obj = &t->iface;
-  t->ch.release = proa__transport_release;
   t->proto = protocol;
-  t->self = self;
   t->ch.proto = PROA__CHANNEL_PROTO(protocol, self);
   t->server = server;
   *out = &t->iface;
@@ -231,7 +240,7 @@ static void *protocol_buffer(proa__read_op *op, size_t *len) {
   stream *t = of_read(op);
   void *buf = NULL;
   if (uses_get_buffer(t))
-    buf = t->proto->get_buffer(t->self, READ_BUF_SIZE, len);
+    buf = t->proto->get_buffer(t->ch.proto.self, READ_BUF_SIZE, len);
   t->buffer_refused = !buf || !*len;
   return buf;
 }
@@ -248,34 +257,36 @@ static void deliver(stream *t, const void *data, size_t n) {
   if (!t->proto)
     return;
   if (uses_get_buffer(t))
-    t->proto->buffer_updated(t->self, n);
+    t->proto->buffer_updated(t->ch.proto.self, n);
   else if (t->proto->data_received)
-    t->proto->data_received(t->self, data, n);
+    t->proto->data_received(t->ch.proto.self, data, n);
 }
 
 static void on_eof(stream *t) {
   bool keep_open = false;
   t->ch.eof = true;
   if (t->proto && t->proto->eof_received)
-    keep_open = t->proto->eof_received(t->self);
+    keep_open = t->proto->eof_received(t->ch.proto.self);
   if (!keep_open)
     proa__channel_close(&t->ch);
 }
 
-/* Keeps what a read brought while paused (see resume_reading). In the
- * protocol's own buffer the bytes are where they belong already. */
+/* Keeps what a read brought while paused (n == 0: the end of the stream)
+ * until resume_reading. */
 static int stash_add(stream *t, const void *data, size_t n) {
-  char *p;
-  if (uses_get_buffer(t)) {
-    t->stash_len += n;
-    return 0;
-  }
-  p = realloc(t->stash, t->stash_len + n);
+  size_t had = t->stash ? t->stash->len : 0;
+  stash *p = realloc(t->stash, sizeof *p + had + n);
   if (!p)
     return PROA_ENOMEM;
-  memcpy(p + t->stash_len, data, n);
+  if (!t->stash) {
+    p->len = 0;
+    p->eof = false;
+  }
+  if (n && !uses_get_buffer(t))
+    memcpy(stash_data(p) + had, data, n);
+  p->len += n;
+  p->eof = p->eof || !n;
   t->stash = p;
-  t->stash_len += n;
   return 0;
 }
 
@@ -290,15 +301,13 @@ static void on_read(proa__op *op) {
   else if (n >= 0 && t->ch.closing)
     ; /* closing: what arrives now is dropped, as asyncio does */
   else if (n >= 0 && !t->ch.reading) {
-    if (n == 0)
-      t->stash_eof = true;
-    else if (stash_add(t, t->ch.read_op.data, (size_t)n) != 0)
+    if (stash_add(t, t->ch.read_op.data, (size_t)n) != 0)
       proa__channel_abort(&t->ch, PROA_ENOMEM);
   } else if (n == 0)
     on_eof(t);
   else if (n > 0)
     deliver(t, t->ch.read_op.data, (size_t)n);
-  if (!t->stash_eof)
+  if (!t->stash || !t->stash->eof)
     proa__channel_read_submit(&t->ch);
   proa__channel_maybe_finish(&t->ch);
 }
@@ -317,16 +326,14 @@ static int st_pause_reading(proa_transport *tr) {
 static void resume_cb(void *arg) {
   stream *t = of(arg); /* proa__channel_schedule passes the channel */
   t->resume_scheduled = false;
-  if (t->ch.reading && !t->ch.closing) {
-    if (t->stash_len) {
-      size_t n = t->stash_len;
-      t->stash_len = 0;
-      deliver(t, t->stash, n);
-      free(t->stash);
-      t->stash = NULL;
-    }
-    if (t->stash_eof && t->ch.reading && !t->ch.closing)
+  if (t->ch.reading && !t->ch.closing && t->stash) {
+    stash *p = t->stash;
+    t->stash = NULL; /* a read the protocol resumes now adds a new one */
+    if (p->len)
+      deliver(t, stash_data(p), p->len);
+    if (p->eof && t->ch.reading && !t->ch.closing)
       on_eof(t);
+    free(p);
     proa__channel_read_submit(&t->ch);
     proa__channel_maybe_finish(&t->ch);
   }
@@ -338,7 +345,7 @@ static int st_resume_reading(proa_transport *tr) {
   if (t->ch.closing || t->ch.reading)
     return 0;
   t->ch.reading = true;
-  if (!t->stash_len && !t->stash_eof) {
+  if (!t->stash) {
     proa__channel_read_submit(&t->ch);
     return 0;
   }
@@ -580,13 +587,14 @@ static intptr_t st_os_handle(const proa_transport *tr) {
   return proa__channel_socket(&CS(tr)->ch);
 }
 
-static void *st_get_protocol(const proa_transport *tr) { return CS(tr)->self; }
+static void *st_get_protocol(const proa_transport *tr) {
+  return CS(tr)->ch.proto.self;
+}
 
 static void st_set_protocol(proa_transport *tr, const proa_protocol *protocol,
                             void *self) {
   stream *t = S(tr);
   t->proto = protocol;
-  t->self = self;
   t->ch.proto = PROA__CHANNEL_PROTO(protocol, self);
 }
 

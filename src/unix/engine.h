@@ -18,10 +18,10 @@ struct proa__io {
   int fd;
   unsigned events;  /* what is watched: PROA__IO_READ | PROA__IO_WRITE */
   unsigned revents; /* what was seen and is waiting to be dispatched */
+  int poll_index;   /* the poll poller's slot for this fd, -1 if none */
   proa__io_fn cb;
   proa__backend *be;
   proa__list_node pending; /* in the backend's dispatch list */
-  int poll_index;          /* the poll poller's slot for this fd, -1 if none */
 };
 
 /*
@@ -84,8 +84,7 @@ intptr_t proa__engine_try_recvfrom(proa__ioh *h, void *buf, size_t len,
                                    proa_sockaddr *from);
 intptr_t proa__engine_try_sendto(proa__ioh *h, const void *buf, size_t len,
                                  const proa_sockaddr *to);
-void proa__engine_sendto(proa__ioh *h, proa__op *op, const void *buf,
-                         size_t len, const proa_sockaddr *to);
+void proa__engine_sendto(proa__ioh *h, proa__sendto_op *op);
 
 /* Called by pollers from wait(): records events for dispatch after it. */
 void proa__engine_event(proa__backend *be, proa__io *io, unsigned events);

@@ -30,9 +30,6 @@ typedef struct uhandle {
   unsigned char read_kind, write_kind;
   bool dispatching; /* on_ready is running: close must not free yet */
   bool closed;
-  const void *dgram; /* the sendto op's datagram and address */
-  size_t dgram_len;
-  const proa_sockaddr *dgram_to;
 } uhandle;
 
 static uhandle *of_ioh(proa__ioh *h) { return (uhandle *)(void *)h; }
@@ -395,14 +392,8 @@ void proa__engine_wait_writable(proa__ioh *h, proa__op *op) {
     post(u, op, 0);
 }
 
-void proa__engine_sendto(proa__ioh *h, proa__op *op, const void *buf,
-                         size_t len, const proa_sockaddr *to) {
-  uhandle *u = of_ioh(h);
-  if (!begin_write(u, op, WRITE_SENDTO))
-    return;
-  u->dgram = buf;
-  u->dgram_len = len;
-  u->dgram_to = to;
+void proa__engine_sendto(proa__ioh *h, proa__sendto_op *op) {
+  begin_write(of_ioh(h), &op->op, WRITE_SENDTO);
 }
 
 void proa__engine_connect(proa__ioh *h, proa__op *op,
@@ -490,8 +481,8 @@ static void write_ready(uhandle *u) {
   if (kind == WRITE_CONNECT) {
     result = connect_result(u->io.fd);
   } else if (kind == WRITE_SENDTO) {
-    result =
-        proa__engine_try_sendto(&u->h, u->dgram, u->dgram_len, u->dgram_to);
+    proa__sendto_op *d = (proa__sendto_op *)(void *)op;
+    result = proa__engine_try_sendto(&u->h, d->buf, d->len, d->to);
   } else if (kind == WRITE_DATA) {
     proa__write_op *w = (proa__write_op *)(void *)op;
     result = write_bufs(u, w->bufs, w->count);

@@ -774,9 +774,12 @@ void proa__iocp_wait_writable(proa__ioh *h, proa__op *op) {
   proa__backend_post(s->be, &s->write.op);
 }
 
-void proa__iocp_sendto(proa__ioh *h, proa__op *op, const void *buf, size_t len,
-                       const proa_sockaddr *to) {
+void proa__iocp_sendto(proa__ioh *h, proa__sendto_op *sop) {
   whandle *s = of_ioh(h);
+  proa__op *op = &sop->op;
+  const void *buf = sop->buf;
+  size_t len = sop->len;
+  const proa_sockaddr *to = sop->to;
   WSABUF wb;
   DWORD n = 0;
   int rc;

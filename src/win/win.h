@@ -66,8 +66,7 @@ intptr_t proa__iocp_try_recvfrom(proa__ioh *h, void *buf, size_t len,
                                  proa_sockaddr *from);
 intptr_t proa__iocp_try_sendto(proa__ioh *h, const void *buf, size_t len,
                                const proa_sockaddr *to);
-void proa__iocp_sendto(proa__ioh *h, proa__op *op, const void *buf, size_t len,
-                       const proa_sockaddr *to);
+void proa__iocp_sendto(proa__ioh *h, proa__sendto_op *op);
 #define PROA__IOCP_ACCEPT_MAX 8
 
 /* Console control events as signals (signal.c). */
