@@ -10,6 +10,7 @@
 #include "proa/future.h"
 #include "proa/loop.h"
 #include "proa/net.h"
+#include "proa/pipe.h"
 #include "proa/signal.h"
 #include "proa/stream.h"
 #include "proa/streams.h"

@@ -3,6 +3,7 @@
 #ifndef PROA_STREAMS_H
 #define PROA_STREAMS_H
 
+#include "proa/pipe.h"
 #include "proa/stream.h"
 
 #ifdef __cplusplus
@@ -52,6 +53,29 @@ PROA_API int proa_start_server(proa_loop *loop, proa_stream_handler handler,
                                void *arg, const char *host, int port,
                                const proa_server_options *opts, size_t limit,
                                proa_future **out);
+
+/*
+ * The same over local IPC (proa/pipe.h): a Unix-domain socket by path, or
+ * the portable local server (a named pipe on Windows). Arguments and errors
+ * as proa_create_unix_connection / _server and proa_create_pipe_connection
+ * / _server, `limit` as above.
+ */
+PROA_API int proa_open_unix_connection(proa_loop *loop, const char *path,
+                                       const proa_unix_connect_options *opts,
+                                       size_t limit, proa_future **out);
+PROA_API int proa_start_unix_server(proa_loop *loop,
+                                    proa_stream_handler handler, void *arg,
+                                    const char *path,
+                                    const proa_unix_server_options *opts,
+                                    size_t limit, proa_future **out);
+PROA_API int proa_open_pipe_connection(proa_loop *loop, const char *name,
+                                       const proa_pipe_connect_options *opts,
+                                       size_t limit, proa_future **out);
+PROA_API int proa_start_pipe_server(proa_loop *loop,
+                                    proa_stream_handler handler, void *arg,
+                                    const char *name,
+                                    const proa_pipe_server_options *opts,
+                                    size_t limit, proa_future **out);
 
 PROA_API proa_stream *proa_stream_ref(proa_stream *s);
 PROA_API void proa_stream_unref(proa_stream *s);
