@@ -477,14 +477,21 @@ static intptr_t send_now(stream *t, const proa_buf *bufs, size_t count) {
   return n < 0 ? -1 : n;
 }
 
-/* The common case, one buffer: when the socket takes it whole the queue,
- * the write op and flow control are left alone, as nothing changed. */
-static int write_one(stream *t, const proa_buf *buf) {
-  intptr_t sent = send_now(t, buf, 1);
-  int err;
-  if (sent < 0 || (size_t)sent == buf->len)
-    return 0;
-  err = enqueue(t, (const char *)buf->base + sent, buf->len - (size_t)sent);
+/* Queues what the socket did not take of bufs (it took the first `sent`
+ * bytes) and submits it. */
+static int queue_rest(stream *t, const proa_buf *bufs, size_t count,
+                      size_t sent) {
+  size_t i;
+  int err = 0;
+  for (i = 0; i < count && !err; i++) {
+    size_t len = bufs[i].len;
+    if (sent >= len) {
+      sent -= len;
+      continue;
+    }
+    err = enqueue(t, (const char *)bufs[i].base + sent, len - sent);
+    sent = 0;
+  }
   if (err) {
     proa__channel_abort(&t->ch, err); /* else part of it would vanish */
     return err;
@@ -494,38 +501,22 @@ static int write_one(stream *t, const proa_buf *buf) {
   return 0;
 }
 
+/* When the socket takes everything at once (the common case) the queue,
+ * the write op and flow control are left alone, as nothing changed. */
 static int st_writelines(proa_transport *tr, const proa_buf *bufs,
                          size_t count) {
   stream *t = S(tr);
-  size_t i, total = 0, skip;
+  size_t i, total = 0;
   intptr_t sent;
-  int err = 0;
   if (t->ch.closing || t->ch.lost_scheduled)
     return PROA_ECLOSED;
   if (t->eof_requested)
     return PROA_EPIPE;
-  if (count == 1)
-    return bufs[0].len ? write_one(t, &bufs[0]) : 0;
   for (i = 0; i < count; i++)
     total += bufs[i].len;
-  if (!total || (sent = send_now(t, bufs, count)) < 0)
+  if (!total || (sent = send_now(t, bufs, count)) < 0 || (size_t)sent == total)
     return 0;
-  for (skip = (size_t)sent, i = 0; i < count && !err; i++) {
-    size_t len = bufs[i].len;
-    if (skip >= len) {
-      skip -= len;
-      continue;
-    }
-    err = enqueue(t, (const char *)bufs[i].base + skip, len - skip);
-    skip = 0;
-  }
-  if (err) {
-    proa__channel_abort(&t->ch, err); /* else part of it would vanish */
-    return err;
-  }
-  write_submit(t);
-  proa__channel_flow_check(&t->ch);
-  return 0;
+  return queue_rest(t, bufs, count, (size_t)sent);
 }
 
 static int st_write_eof(proa_transport *tr) {
