@@ -262,6 +262,16 @@ void proa__timers_run_due(proa_loop *loop, double now);
 int64_t proa__timers_timeout_ms(proa_loop *loop, double now);
 void proa__timers_clear(proa_loop *loop);
 
+/* Keeps a rarely taken path out of line, so that its caller, a hot path,
+ * saves no registers for it. */
+#if defined(__GNUC__)
+#define PROA__NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define PROA__NOINLINE __declspec(noinline)
+#else
+#define PROA__NOINLINE
+#endif
+
 /* ---- tasks (task.c) ---- */
 /* At close: drops the tasks that never finished. */
 void proa__tasks_close(proa_loop *loop);

@@ -479,8 +479,8 @@ static intptr_t send_now(stream *t, const proa_buf *bufs, size_t count) {
 
 /* Queues what the socket did not take of bufs (it took the first `sent`
  * bytes) and submits it. */
-static int queue_rest(stream *t, const proa_buf *bufs, size_t count,
-                      size_t sent) {
+static PROA__NOINLINE int queue_rest(stream *t, const proa_buf *bufs,
+                                     size_t count, size_t sent) {
   size_t i;
   int err = 0;
   for (i = 0; i < count && !err; i++) {
@@ -506,13 +506,14 @@ static int queue_rest(stream *t, const proa_buf *bufs, size_t count,
 static int st_writelines(proa_transport *tr, const proa_buf *bufs,
                          size_t count) {
   stream *t = S(tr);
-  size_t i, total = 0;
+  size_t i, total;
   intptr_t sent;
   if (t->ch.closing || t->ch.lost_scheduled)
     return PROA_ECLOSED;
   if (t->eof_requested)
     return PROA_EPIPE;
-  for (i = 0; i < count; i++)
+  total = count ? bufs[0].len : 0; /* one buffer: the usual write */
+  for (i = 1; i < count; i++)
     total += bufs[i].len;
   if (!total || (sent = send_now(t, bufs, count)) < 0 || (size_t)sent == total)
     return 0;
