@@ -756,9 +756,9 @@ TEST_F(tcp, PeerResetWhileReading) {
 TEST_F(tcp, ConnectionRefused) {
   UnusedPort unused;
   int port = unused.port;
-  Conn *c = NewConn();
+  Conn *c = nullptr;
   std::string msg;
-  int rc = Connect(c, "127.0.0.1", port, nullptr, &msg);
+  int rc = ConnectToClosedPort("127.0.0.1", port, &msg, &c);
   EXPECT_EQ(PROA_ECONNREFUSED, rc) << proa_err_name(rc);
   if (rc == 0) {
     proa_sockaddr from, to;
@@ -1174,8 +1174,7 @@ TEST_F(tcpServer, CloseStopsAcceptingButKeepsConnections) {
   EXPECT_EQ(PROA_ECLOSED, proa_server_start_serving(srv->s));
   RunIterations(loop, 3); // the listening socket closes
   // New connections are refused...
-  Conn *b = NewConn("b");
-  int rc = Connect(b, "127.0.0.1", srv->port);
+  int rc = ConnectToClosedPort("127.0.0.1", srv->port);
   EXPECT_EQ(PROA_ECONNREFUSED, rc) << proa_err_name(rc);
   // ...the accepted one keeps working...
   ASSERT_EQ(0, Write(a, "still here"));
@@ -1340,8 +1339,7 @@ TEST_F(tcpServer, ListensEverywhereOrNowhere) {
   EXPECT_NE(std::string::npos, msg.find("[::1]:" + std::to_string(port)))
       << msg;
   RunIterations(loop, 3);
-  Conn *c = NewConn();
-  rc = Connect(c, "127.0.0.1", port);
+  rc = ConnectToClosedPort("127.0.0.1", port);
   EXPECT_EQ(PROA_ECONNREFUSED, rc)
       << "the IPv4 listener of a failed server stayed open";
 }
@@ -1358,8 +1356,7 @@ TEST_F(tcpServer, CloseBeforeServing) {
   proa_server_close(srv->s);
   EXPECT_EQ(0, Await(loop, closed));
   proa_future_unref(closed);
-  Conn *c = NewConn();
-  EXPECT_EQ(PROA_ECONNREFUSED, Connect(c, "127.0.0.1", srv->port));
+  EXPECT_EQ(PROA_ECONNREFUSED, ConnectToClosedPort("127.0.0.1", srv->port));
 }
 
 TEST_F(tcp, ConnectFamilyMismatchComesThroughTheFuture) {
@@ -1616,8 +1613,7 @@ TEST_F(tcpServer, CloseFromTheFactoryServesThatClient) {
   ASSERT_TRUE(Until([&] { return c->data == "only one"; }));
   EXPECT_FALSE(proa_server_is_serving(srv->s));
   EXPECT_EQ(0u, proa_server_socket_count(srv->s));
-  Conn *late = NewConn("late");
-  int rc = Connect(late, "127.0.0.1", srv->port);
+  int rc = ConnectToClosedPort("127.0.0.1", srv->port);
   EXPECT_EQ(PROA_ECONNREFUSED, rc) << proa_err_name(rc);
   EXPECT_EQ(1, srv->factory_calls);
   proa_transport_close(c->t);
