@@ -217,6 +217,12 @@ protected:
     return Await(loop, f);
   }
 
+  // Runs the loop until connection_lost, then checks what it said.
+  void ExpectLost(Conn *c, int error) {
+    ASSERT_TRUE(Until([&] { return c->lost != 0; }));
+    EXPECT_EQ(error, c->lost_error) << proa_err_name(c->lost_error);
+  }
+
   std::vector<intptr_t> handles;
 };
 
@@ -237,8 +243,7 @@ TEST_F(pipes, ReadPipeDeliversDataThenEof) {
   ASSERT_TRUE(RawWrite(fds[1], "hello", 5));
   ASSERT_TRUE(Until([&] { return c->data == "hello"; })) << c->data;
   CloseEnd(fds[1]);
-  ASSERT_TRUE(Until([&] { return c->lost != 0; }));
-  EXPECT_EQ(0, c->lost_error);
+  ExpectLost(c, 0);
   EXPECT_EQ("MDEL", c->events);
 }
 
@@ -249,8 +254,7 @@ TEST_F(pipes, ReadPipeClosesAtEofEvenIfEofReceivedKeepsItOpen) {
   c->eof_keep_open = true;
   ASSERT_EQ(0, Connect(c, fds[0], false));
   CloseEnd(fds[1]);
-  ASSERT_TRUE(Until([&] { return c->lost != 0; }));
-  EXPECT_EQ(0, c->lost_error);
+  ExpectLost(c, 0);
   EXPECT_EQ("MEL", c->events);
 }
 
@@ -334,8 +338,7 @@ TEST_F(pipes, ReaderGoneWithNoWriteInFlightIsEpipe) {
   Conn *c = NewConn();
   ASSERT_EQ(0, Connect(c, fds[1], true));
   CloseEnd(fds[0]);
-  ASSERT_TRUE(Until([&] { return c->lost != 0; }));
-  EXPECT_EQ(PROA_EPIPE, c->lost_error);
+  ExpectLost(c, PROA_EPIPE);
   EXPECT_EQ("ML", c->events);
 }
 
@@ -349,8 +352,7 @@ TEST_F(pipes, ReaderGoneWithWritesInFlightIsEpipe) {
   RunIterations(loop, 3);
   EXPECT_GT(proa_transport_get_write_buffer_size(c->t), 0u);
   CloseEnd(fds[0]);
-  ASSERT_TRUE(Until([&] { return c->lost != 0; }));
-  EXPECT_EQ(PROA_EPIPE, c->lost_error);
+  ExpectLost(c, PROA_EPIPE);
 #ifndef _WIN32
   ExpectSigpipeUntouched();
 #endif
@@ -366,8 +368,7 @@ TEST_F(pipes, ReaderGoneUnderAnImmediateWriteIsEpipe) {
   CloseEnd(fds[0]);
   int rc = proa_transport_write(c->t, "x", 1);
   EXPECT_TRUE(rc == 0 || rc == PROA_ECLOSED) << proa_err_name(rc);
-  ASSERT_TRUE(Until([&] { return c->lost != 0; }));
-  EXPECT_EQ(PROA_EPIPE, c->lost_error);
+  ExpectLost(c, PROA_EPIPE);
 #ifndef _WIN32
   ExpectSigpipeUntouched();
 #endif
@@ -386,8 +387,7 @@ TEST_F(pipes, ReaderGoneOnASynchronousHandleIsToldAtTheNextWrite) {
   RunIterations(loop, 10);
   EXPECT_EQ(0, c->lost) << "told without a write: update pipe.h";
   ASSERT_EQ(0, proa_transport_write(c->t, "x", 1));
-  ASSERT_TRUE(Until([&] { return c->lost != 0; }));
-  EXPECT_EQ(PROA_EPIPE, c->lost_error);
+  ExpectLost(c, PROA_EPIPE);
 }
 #endif
 
@@ -415,8 +415,7 @@ TEST_F(pipes, WritePipeKeepOpenLeavesTheHandleOpen) {
   ASSERT_EQ(0, Connect(c, fds[1], true, true));
   ASSERT_EQ(0, proa_transport_write(c->t, "kept", 4));
   ASSERT_EQ(0, proa_transport_write_eof(c->t));
-  ASSERT_TRUE(Until([&] { return c->lost != 0; }));
-  EXPECT_EQ(0, c->lost_error);
+  ExpectLost(c, 0);
   ASSERT_TRUE(HandleOpen(fds[1]));
   char buf[8] = {0};
   EXPECT_EQ(4, RawRead(fds[0], buf, sizeof buf));
@@ -520,8 +519,7 @@ TEST_F(pipes, ReadPipeOverAnAnonymousPipe) {
   c->ResumeReading();
   ASSERT_TRUE(Until([&] { return c->data == "onetwo"; })) << c->data;
   CloseEnd(fds[1]);
-  ASSERT_TRUE(Until([&] { return c->lost != 0; }));
-  EXPECT_EQ(0, c->lost_error);
+  ExpectLost(c, 0);
   EXPECT_EQ("MDEL", c->events);
 }
 
@@ -551,8 +549,7 @@ TEST_F(pipes, CloseWhileAReadIsBlocked) {
   ASSERT_EQ(0, Connect(c, fds[0], false));
   RunIterations(loop, 3); // the read is submitted and blocks
   proa_transport_close(c->t);
-  ASSERT_TRUE(Until([&] { return c->lost != 0; }));
-  EXPECT_EQ(0, c->lost_error);
+  ExpectLost(c, 0);
   ASSERT_TRUE(Until([&] { return proa__handles_alive() == alive; }))
       << "the handle's state was not freed";
 }

@@ -456,7 +456,8 @@ void proa__engine_wait_peer_closed(proa__ioh *h, proa__op *op) {
     post(u, op, PROA_ENOTSUP);
     return;
   }
-  begin_read(u, op, READ_WAIT);
+  if (begin_read(u, op, READ_WAIT) && u->always_ready)
+    post(u, op, PROA_ENOTSUP); /* unwatchable after all */
 }
 
 void proa__engine_write(proa__ioh *h, proa__write_op *op) {

@@ -241,20 +241,6 @@ typedef LONG(NTAPI *query_file_fn)(HANDLE h, IO_STATUS_BLOCK *io, void *info,
 #define FILE_SYNCHRONOUS_IO_NONALERT 0x20
 #endif
 
-static INIT_ONCE query_once = INIT_ONCE_STATIC_INIT;
-static query_file_fn query_file;
-
-static BOOL CALLBACK query_init(PINIT_ONCE once, PVOID param, PVOID *ctx) {
-  HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
-  (void)once;
-  (void)param;
-  (void)ctx;
-  if (ntdll != NULL) /* through void (*)(void): GCC's cast warning */
-    query_file = (query_file_fn)(void (*)(void))GetProcAddress(
-        ntdll, "NtQueryInformationFile");
-  return TRUE;
-}
-
 /*
  * Whether `h` was opened without FILE_FLAG_OVERLAPPED: its file object
  * then serializes every call, which blocks (libuv's uv_pipe_open asks the
@@ -263,9 +249,10 @@ static BOOL CALLBACK query_init(PINIT_ONCE once, PVOID param, PVOID *ctx) {
  * either way, only slower.
  */
 static bool is_synchronous(HANDLE h) {
+  query_file_fn query_file =
+      (query_file_fn)proa__ntdll_function("NtQueryInformationFile");
   IO_STATUS_BLOCK io;
   ULONG mode = 0;
-  InitOnceExecuteOnce(&query_once, query_init, NULL, NULL);
   if (query_file == NULL ||
       query_file(h, &io, &mode, sizeof mode, FILE_MODE_INFORMATION_CLASS) < 0)
     return true;

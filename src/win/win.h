@@ -134,6 +134,10 @@ int proa__translate_wsa(int err);
  */
 int proa__translate_ntstatus(LONG status);
 
+/* A function of ntdll by name (cast it to its type), or NULL. */
+typedef void (*proa__ntdll_fn)(void);
+proa__ntdll_fn proa__ntdll_function(const char *name);
+
 /* ---- console control events (signal.c) ---- */
 
 /* Gives up every signal `be` owns; proa__backend_free calls it. */
