@@ -34,9 +34,9 @@ typedef struct cat {
   proa_transport *in, *out; /* NULL for a file */
   intptr_t in_h, out_h;     /* stdin, stdout */
   bool in_file, out_file;
-  bool paused;   /* the writer asked the reader to wait */
+  bool paused;        /* the writer asked the reader to wait */
   proa_future *chunk; /* a file stdin: the chunk being read, or NULL */
-  bool finished; /* everything was written */
+  bool finished;      /* everything was written */
   int error;
   const char *what; /* what failed */
 } cat;
@@ -133,7 +133,9 @@ static void chunk_read(proa_future *f, void *arg) {
   void *v = NULL;
   int err = proa_future_result(f, &v);
   c->chunk = NULL;
-  if (err) {
+  if (c->error) {
+    proa_loop_stop(c->loop); /* main was waiting for this read to end */
+  } else if (err) {
     fail(c, "read", err);
   } else if (*(size_t *)v == 0) {
     input_ended(c);
@@ -258,10 +260,11 @@ int main(void) {
     fail(&c, "stdin/stdout", err);
   else
     proa_loop_run_forever(c.loop); /* until finish or fail */
+  if (c.chunk) /* an error came during a file read: let it end first */
+    proa_loop_run_forever(c.loop);
   if (c.error)
     fprintf(stderr, "cat_pipe: %s: %s\n", c.what, proa_strerror(c.error));
   proa_loop_close(c.loop); /* aborts what is still open */
-  proa_future_unref(c.chunk); /* a read cut short by an error */
   proa_loop_free(c.loop);
   return c.finished && !c.error ? 0 : 1;
 }
