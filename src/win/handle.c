@@ -410,7 +410,8 @@ static void release(proa__ioh *h, bool close_os) {
 void proa__iocp_close(proa__ioh *h) { release(h, true); }
 
 /* The handle stays open, and associated with the port: Windows cannot undo
- * that, so the caller gets it back for synchronous use or to close. */
+ * that, so the caller gets it back for synchronous use or to close. (One
+ * served by helper threads never was.) */
 void proa__iocp_detach(proa__ioh *h) { release(h, false); }
 
 /* ---- completions ---- */
