@@ -170,7 +170,10 @@ PROA_API int proa_transport_peer_cred(const proa_transport *t,
 typedef struct proa_pipe_options {
   size_t size; /* sizeof the struct: set by the _INIT macro (common.h) */
   /* Closing the transport leaves the handle open, the caller's again
-   * (stdin, stdout). */
+   * (stdin, stdout): on Unix with its O_NONBLOCK and FD_CLOEXEC as they
+   * were. On Windows an overlapped handle stays associated with the
+   * loop's completion port (Windows cannot undo that): overlapped calls
+   * the caller makes on it later must set the low bit of hEvent. */
   bool keep_open;
 } proa_pipe_options;
 
@@ -182,14 +185,33 @@ typedef struct proa_pipe_options {
  * socket or a character device; asyncio's rules: a regular file is refused
  * with PROA_EINVAL) and stores in *out a future of the proa_transport,
  * which owns the handle from then on (closing the transport closes it,
- * unless keep_open). A read pipe delivers data_received / eof_received and
- * refuses writes (PROA_ENOTSUP); a write pipe takes writes, reads nothing,
- * and tells connection_lost(PROA_EPIPE) when the reader goes away, even
- * with no write in flight; its write_eof closes it once flushed. On
- * Windows a handle that was not opened for overlapped I/O (an inherited
- * anonymous pipe, a console) is served all the same. On Unix the handle is
- * made non-blocking. Immediate errors: PROA_EINVAL, PROA_EBADF,
- * PROA_ENOMEM, PROA_ECLOSED; a refused handle stays the caller's, open.
+ * unless keep_open).
+ *
+ * A read pipe delivers data_received / eof_received, closes at the end of
+ * the data whatever eof_received answers, and refuses write and write_eof
+ * (PROA_ENOTSUP; can_write_eof is false). A write pipe takes writes, reads
+ * nothing (pause/resume_reading: PROA_ENOTSUP), and its write_eof closes
+ * it once flushed. It tells connection_lost(PROA_EPIPE) when the reader
+ * goes away, with no write in flight, where the OS can tell: a pipe or
+ * FIFO on Unix, an overlapped pipe on Windows. A socket, a character
+ * device (a terminal's readiness would be a key pressed) and, on Windows,
+ * a handle not opened for overlapped I/O (a watch would block its writes)
+ * learn it at their next write, which fails with PROA_EPIPE. A write to a
+ * pipe whose reader is gone never raises SIGPIPE, and the process's
+ * SIGPIPE disposition is left alone: the signal is blocked in the loop's
+ * thread around the write and taken back if the write raised it
+ * (F_SETNOSIGPIPE where the OS has it).
+ *
+ * On Unix the handle is made non-blocking and close-on-exec while the
+ * transport has it. On Windows an overlapped handle goes through the
+ * loop's completion port; one that was not opened for overlapped I/O (an
+ * inherited anonymous pipe, a console, the stdin of a program under Wine)
+ * is served by a helper thread per direction, which close and pause
+ * interrupt (CancelSynchronousIo); the caller cannot tell the difference.
+ *
+ * Loop thread only. Immediate errors: PROA_EINVAL (NULL loop or out, a
+ * regular file), PROA_EBADF (not a handle), PROA_ENOMEM, PROA_ECLOSED; a
+ * refused handle stays the caller's, open, as it was.
  */
 PROA_API int proa_connect_read_pipe(proa_loop *loop,
                                     const proa_protocol *protocol, void *self,
@@ -210,9 +232,13 @@ PROA_API int proa_connect_write_pipe(proa_loop *loop,
 /*
  * Makes a connected pipe: fds[0] is the read end, fds[1] the write end,
  * each with its own flags (PROA_PIPE_*; 0: blocking, not inherited). On
- * Windows a named pipe with a name nobody can guess. The caller owns both
- * (proa_pipe_close). Thread-safe. Errors: PROA_EINVAL, PROA_EMFILE,
- * PROA_ENOMEM.
+ * Unix pipe2 with O_CLOEXEC, then the flags per end. On Windows a named
+ * pipe with a name nobody can guess (\\.\pipe\proa-PID-32 random hex
+ * digits), one instance, local clients only: the write end is its server
+ * end (duplex, so that a write pipe over it can watch its reader), the
+ * read end the client, opened for reading only. The caller owns both
+ * (proa_pipe_close). Thread-safe. Errors: PROA_EINVAL (fds NULL, unknown
+ * flags), PROA_EMFILE, PROA_ENOMEM.
  */
 PROA_API int proa_pipe(intptr_t fds[2], unsigned read_flags,
                        unsigned write_flags);

@@ -206,7 +206,8 @@ struct proa__backend_ops {
   int (*adopt)(proa__backend *be, intptr_t os, proa__ioh **out);
   void (*close)(proa__ioh *h);
   /* As close, but the OS handle stays open: it is the caller's again (an
-   * adopted handle that turned out unfit). */
+   * adopted handle that turned out unfit, a pipe with keep_open), with the
+   * flags adopt changed restored where the OS allows. */
   void (*detach)(proa__ioh *h);
 
   /* Read-side: read, wait_readable, accept. Write-side: write,
@@ -216,6 +217,14 @@ struct proa__backend_ops {
   void (*write)(proa__ioh *h, proa__write_op *op);
   void (*wait_readable)(proa__ioh *h, proa__op *op);
   void (*wait_writable)(proa__ioh *h, proa__op *op);
+  /*
+   * Read-side: completes with 0 once the reader of a pipe's write end has
+   * gone (what a write pipe watches while it has nothing to write), or at
+   * once with PROA_ENOTSUP where the OS cannot tell without a write (a
+   * character device, a socket, a Windows handle not opened for
+   * overlapped I/O): a write then finds out, with PROA_EPIPE.
+   */
+  void (*wait_peer_closed)(proa__ioh *h, proa__op *op);
   /* Ends `op` early (see the rules); nothing for an op not in flight. */
   void (*cancel)(proa__ioh *h, proa__op *op);
   /*
@@ -310,6 +319,9 @@ static inline void proa__ioh_wait_readable(proa__ioh *h, proa__op *op) {
 static inline void proa__ioh_wait_writable(proa__ioh *h, proa__op *op) {
   h->ops->wait_writable(h, op);
 }
+static inline void proa__ioh_wait_peer_closed(proa__ioh *h, proa__op *op) {
+  h->ops->wait_peer_closed(h, op);
+}
 static inline void proa__ioh_cancel(proa__ioh *h, proa__op *op) {
   h->ops->cancel(h, op);
 }
@@ -369,6 +381,15 @@ void proa__cond_broadcast(proa__cond *c);
 
 /* Starts a detached thread running fn(arg). Returns 0 or a PROA_E* code. */
 int proa__thread_start(void (*fn)(void *arg), void *arg);
+
+/*
+ * The OS half of proa_pipe (pipe.h): a connected pipe, fds[0] the read end,
+ * fds[1] the write end, each with its PROA_PIPE_* flags (checked by the
+ * caller). Thread-safe. proa__os_pipe_close closes one end: 0 or
+ * PROA_EBADF.
+ */
+int proa__os_pipe(intptr_t fds[2], unsigned read_flags, unsigned write_flags);
+int proa__os_pipe_close(intptr_t handle);
 
 /* How many CPUs this process may use (at least 1). */
 unsigned proa__cpu_count(void);

@@ -6,6 +6,15 @@
 
 static void close_now(proa__resource *r);
 
+/* Closes the handle, or gives it back to its owner (keep_open). */
+static void release_sock(proa__channel *ch) {
+  if (ch->keep_open)
+    proa__ioh_detach(ch->sock);
+  else
+    proa__ioh_close(ch->sock);
+  ch->sock = NULL;
+}
+
 void proa__channel_init(proa__channel *ch, const proa__channel_class *cls,
                         proa_loop *loop, proa__ioh *sock, proa__op_fn on_read,
                         proa__op_fn on_write) {
@@ -30,7 +39,7 @@ void proa__channel_unref(proa__channel *ch) {
   ch->cls->destroy(ch);
   proa__resource_remove(loop, &ch->res);
   if (ch->sock) /* never started: nothing can be in flight */
-    proa__ioh_close(ch->sock);
+    release_sock(ch);
   free(proa__channel_obj(ch)); /* the public object is the allocation */
   proa_loop_unref(loop);
 }
@@ -110,8 +119,7 @@ void proa__channel_flow_check(proa__channel *ch) {
 
 static void lost(proa__channel *ch, bool notify) {
   proa__resource_remove(ch->loop, &ch->res);
-  proa__ioh_close(ch->sock);
-  ch->sock = NULL;
+  release_sock(ch);
   if (notify && ch->proto.connection_lost)
     ch->proto.connection_lost(ch->proto.self, ch->error);
   if (ch->cls->lost)

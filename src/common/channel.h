@@ -81,6 +81,7 @@ struct proa__channel {
   proa__channel_proto proto; /* the protocol's callbacks that all share */
   bool made, reading, eof, read_pending, write_pending;
   bool closing, aborting, lost_scheduled;
+  bool keep_open; /* the handle is detached, not closed, at the end */
 };
 
 /* Sets up `ch` (in a calloc'ed transport) and registers it with the loop. */

@@ -47,6 +47,7 @@ typedef struct stream {
   bool eof_sent;
   bool buffer_refused; /* get_buffer gave no memory: the read failed */
   bool resume_scheduled;
+  unsigned char dir; /* enum proa__stream_dir */
 } stream;
 
 static stream *of(proa__channel *ch) {
@@ -180,6 +181,7 @@ static const proa__channel_class stream_class = {buffered,
 
 static void on_read(proa__op *op);
 static void on_write(proa__op *op);
+static void on_peer_closed(proa__op *op);
 
 static const proa__transport_class stream_transport;
 
@@ -196,6 +198,30 @@ int proa__transport_new(proa_loop *loop, proa__ioh *sock,
   t->server = server;
   *out = &t->iface;
   return 0;
+}
+
+int proa__pipe_transport_open(proa_loop *loop, proa__ioh *h,
+                              const proa_protocol *protocol, void *self,
+                              enum proa__stream_dir dir, bool keep_open,
+                              proa_future *waiter) {
+  proa_transport *tr;
+  stream *t;
+  int err = proa__transport_new(loop, h, protocol, self, NULL, &tr);
+  if (err) {
+    proa__ioh_detach(h);
+    return err;
+  }
+  t = S(tr);
+  t->dir = (unsigned char)dir;
+  if (dir == PROA__STREAM_WRITE_ONLY)
+    t->ch.read_op.op.complete = on_peer_closed;
+  t->ch.keep_open = true; /* until it started: a failure detaches h */
+  err = proa__transport_start(tr, waiter);
+  if (err)
+    proa_transport_unref(tr);
+  else
+    t->ch.keep_open = keep_open;
+  return err;
 }
 
 int proa__transport_start(proa_transport *t, proa_future *waiter) {
@@ -245,9 +271,14 @@ static void *protocol_buffer(proa__read_op *op, size_t *len) {
   return buf;
 }
 
-/* Reads into the protocol's buffer (get_buffer) or the backend's. */
+/* Reads into the protocol's buffer (get_buffer) or the backend's; a write
+ * pipe reads nothing and watches for its reader going away instead. */
 static void submit_read(proa__channel *ch) {
   stream *t = of(ch);
+  if (t->dir == PROA__STREAM_WRITE_ONLY) {
+    proa__ioh_wait_peer_closed(ch->sock, &ch->read_op.op);
+    return;
+  }
   ch->read_op.alloc = uses_get_buffer(t) ? protocol_buffer : NULL;
   ch->read_op.buf = NULL;
   proa__ioh_read(ch->sock, &ch->read_op);
@@ -267,7 +298,8 @@ static void on_eof(stream *t) {
   t->ch.eof = true;
   if (t->proto && t->proto->eof_received)
     keep_open = t->proto->eof_received(t->ch.proto.self);
-  if (!keep_open)
+  /* A read pipe has nothing left to do: it closes whatever the answer. */
+  if (!keep_open || t->dir == PROA__STREAM_READ_ONLY)
     proa__channel_close(&t->ch);
 }
 
@@ -312,8 +344,25 @@ static void on_read(proa__op *op) {
   proa__channel_maybe_finish(&t->ch);
 }
 
+/*
+ * A write pipe's watch ended: its reader went away (0), or the OS cannot
+ * tell without a write (PROA_ENOTSUP: the next write says PROA_EPIPE), or
+ * it was cancelled. Either way it is not submitted again (eof: the read
+ * side has nothing more to do).
+ */
+static void on_peer_closed(proa__op *op) {
+  stream *t = of(proa__channel_of_read(op));
+  t->ch.read_pending = false;
+  t->ch.eof = true;
+  if (op->result == 0)
+    proa__channel_abort(&t->ch, PROA_EPIPE);
+  proa__channel_maybe_finish(&t->ch);
+}
+
 static int st_pause_reading(proa_transport *tr) {
   stream *t = S(tr);
+  if (t->dir == PROA__STREAM_WRITE_ONLY)
+    return PROA_ENOTSUP;
   t->ch.reading = false;
   /* A read in flight would take data nobody asked for; a cancel loses
    * none (if the read won the race, on_read keeps what it brought). */
@@ -342,6 +391,8 @@ static void resume_cb(void *arg) {
 
 static int st_resume_reading(proa_transport *tr) {
   stream *t = S(tr);
+  if (t->dir == PROA__STREAM_WRITE_ONLY)
+    return PROA_ENOTSUP;
   if (t->ch.closing || t->ch.reading)
     return 0;
   t->ch.reading = true;
@@ -357,7 +408,7 @@ static int st_resume_reading(proa_transport *tr) {
 
 static bool st_is_reading(const proa_transport *tr) {
   const stream *t = CS(tr);
-  return t->ch.reading && !t->ch.closing;
+  return t->ch.reading && !t->ch.closing && t->dir != PROA__STREAM_WRITE_ONLY;
 }
 
 /* ---- writing ---- */
@@ -508,6 +559,8 @@ static int st_writelines(proa_transport *tr, const proa_buf *bufs,
   stream *t = S(tr);
   size_t i, total;
   intptr_t sent;
+  if (t->dir == PROA__STREAM_READ_ONLY)
+    return PROA_ENOTSUP;
   if (t->ch.closing || t->ch.lost_scheduled)
     return PROA_ECLOSED;
   if (t->eof_requested)
@@ -522,8 +575,16 @@ static int st_writelines(proa_transport *tr, const proa_buf *bufs,
 
 static int st_write_eof(proa_transport *tr) {
   stream *t = S(tr);
+  if (t->dir == PROA__STREAM_READ_ONLY)
+    return PROA_ENOTSUP;
   if (t->ch.closing || t->ch.lost_scheduled)
     return PROA_ECLOSED;
+  /* A pipe has no half-close: its reader sees the end once it is closed,
+   * after the queue is flushed (asyncio's write pipes do the same). */
+  if (t->dir == PROA__STREAM_WRITE_ONLY) {
+    proa__channel_close(&t->ch);
+    return 0;
+  }
   if (t->eof_requested)
     return 0;
   t->eof_requested = true;
@@ -533,8 +594,7 @@ static int st_write_eof(proa_transport *tr) {
 }
 
 static bool st_can_write_eof(const proa_transport *tr) {
-  (void)tr;
-  return true;
+  return CS(tr)->dir != PROA__STREAM_READ_ONLY;
 }
 
 static int st_set_write_buffer_limits(proa_transport *tr, size_t high,

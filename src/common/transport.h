@@ -57,6 +57,29 @@ int proa__transport_new(proa_loop *loop, proa__ioh *sock,
                         const proa_protocol *protocol, void *self,
                         proa_server *server, proa_transport **out);
 
+/* Which ways a stream transport goes (proa__pipe_transport_new). */
+enum proa__stream_dir {
+  PROA__STREAM_DUPLEX = 0,
+  PROA__STREAM_READ_ONLY, /* a read pipe */
+  PROA__STREAM_WRITE_ONLY /* a write pipe */
+};
+
+/*
+ * The stream transport over one direction of a pipe handle (pipe.c). A
+ * read-only one refuses write, writelines and write_eof (PROA_ENOTSUP;
+ * can_write_eof is false) and closes at the end of the data whatever
+ * eof_received answers. A write-only one submits no reads: it watches for
+ * its reader going away (then connection_lost(PROA_EPIPE), even with
+ * nothing to write), refuses pause/resume_reading (PROA_ENOTSUP), and its
+ * write_eof closes it once flushed. keep_open: when the transport goes, the
+ * handle is detached (the caller's again), not closed. Starts it as
+ * proa__transport_start does with `waiter`; on failure `h` is detached.
+ */
+int proa__pipe_transport_open(proa_loop *loop, proa__ioh *h,
+                              const proa_protocol *protocol, void *self,
+                              enum proa__stream_dir dir, bool keep_open,
+                              proa_future *waiter);
+
 /*
  * Schedules connection_made and the first read. If `waiter` is not NULL it
  * is completed with the transport (holding its own reference) right after

@@ -255,10 +255,11 @@ static int engine_poll(proa__backend *be, int64_t timeout_ms) {
   .close = proa__engine_close, .detach = proa__engine_detach,                  \
   .read = proa__engine_read, .write = proa__engine_write,                      \
   .wait_readable = proa__engine_wait_readable,                                 \
-  .wait_writable = proa__engine_wait_writable, .cancel = proa__engine_cancel,  \
-  .try_write = proa__engine_try_write, .connect = proa__engine_connect,        \
-  .accept = proa__engine_accept, .accept_max = 1,                              \
-  .try_recvfrom = proa__engine_try_recvfrom,                                   \
+  .wait_writable = proa__engine_wait_writable,                                 \
+  .wait_peer_closed = proa__engine_wait_peer_closed,                           \
+  .cancel = proa__engine_cancel, .try_write = proa__engine_try_write,          \
+  .connect = proa__engine_connect, .accept = proa__engine_accept,              \
+  .accept_max = 1, .try_recvfrom = proa__engine_try_recvfrom,                  \
   .try_sendto = proa__engine_try_sendto, .sendto = proa__engine_sendto
 
 #ifdef __linux__

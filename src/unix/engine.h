@@ -74,6 +74,7 @@ void proa__engine_read(proa__ioh *h, proa__read_op *op);
 void proa__engine_write(proa__ioh *h, proa__write_op *op);
 void proa__engine_wait_readable(proa__ioh *h, proa__op *op);
 void proa__engine_wait_writable(proa__ioh *h, proa__op *op);
+void proa__engine_wait_peer_closed(proa__ioh *h, proa__op *op);
 void proa__engine_cancel(proa__ioh *h, proa__op *op);
 intptr_t proa__engine_try_write(proa__ioh *h, const proa_buf *bufs,
                                 size_t count);

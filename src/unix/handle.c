@@ -1,5 +1,8 @@
 /* Handle operations for the Unix engine: performed when the fd is ready. */
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -30,6 +33,10 @@ typedef struct uhandle {
   unsigned char read_kind, write_kind;
   bool dispatching; /* on_ready is running: close must not free yet */
   bool closed;
+  bool fifo;         /* a pipe or a FIFO: its write end can watch its reader */
+  bool always_ready; /* the poller cannot watch it: performed at once */
+  int adopted_fl;    /* adopted: the F_GETFL and F_GETFD flags, for detach */
+  int adopted_fd;    /* (-1: made here, nothing to restore) */
 } uhandle;
 
 static uhandle *of_ioh(proa__ioh *h) { return (uhandle *)(void *)h; }
@@ -79,10 +86,11 @@ static intptr_t send_error(void) {
 
 static void on_ready(proa__io *io, unsigned events);
 
-static int kind_of(int fd) {
+static int kind_of(int fd, bool *fifo) {
   struct stat st;
   if (fstat(fd, &st) != 0)
     return proa__translate_errno(errno);
+  *fifo = S_ISFIFO(st.st_mode);
   if (S_ISSOCK(st.st_mode))
     return PROA__IOH_SOCKET;
   if (S_ISREG(st.st_mode))
@@ -102,6 +110,8 @@ static int wrap(proa__backend *be, int fd, int kind, proa__ioh **out) {
   u->h.ops = be->ops;
   u->h.os = fd;
   u->h.kind = (unsigned char)kind;
+  u->always_ready = kind == PROA__IOH_FILE;
+  u->adopted_fl = u->adopted_fd = -1;
   proa__handles_count(1);
   proa__io_init(&u->io, fd, on_ready);
   u->io.be = be;
@@ -110,6 +120,10 @@ static int wrap(proa__backend *be, int fd, int kind, proa__ioh **out) {
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
   }
+#endif
+#ifdef F_SETNOSIGPIPE
+  if (kind != PROA__IOH_SOCKET)
+    fcntl(fd, F_SETNOSIGPIPE, 1); /* macOS: see write_nosigpipe */
 #endif
   *out = &u->h;
   return 0;
@@ -143,15 +157,27 @@ int proa__engine_socket_open(proa__backend *be, int family, int type,
 }
 
 int proa__engine_adopt(proa__backend *be, intptr_t os, proa__ioh **out) {
-  int kind, err;
+  int fd = (int)os, kind, fl, fdfl, err;
+  bool fifo = false;
   if (os < 0 || os > INT32_MAX)
     return PROA_EBADF;
-  kind = kind_of((int)os);
+  kind = kind_of(fd, &fifo);
   if (kind < 0)
     return kind;
+  /* Kept for detach, which hands the fd back as it came (stdin's
+   * O_NONBLOCK is shared with every process that has it). */
+  fl = fcntl(fd, F_GETFL);
+  fdfl = fcntl(fd, F_GETFD);
   /* Regular files are always ready: their reads never block anyway. */
-  err = kind == PROA__IOH_FILE ? 0 : proa__set_nonblock_cloexec((int)os);
-  return err ? err : wrap(be, (int)os, kind, out);
+  err = kind == PROA__IOH_FILE ? 0 : proa__set_nonblock_cloexec(fd);
+  if (!err)
+    err = wrap(be, fd, kind, out);
+  if (err)
+    return err;
+  of_ioh(*out)->fifo = fifo;
+  of_ioh(*out)->adopted_fl = fl;
+  of_ioh(*out)->adopted_fd = fdfl;
+  return 0;
 }
 
 static void release(uhandle *u, bool close_fd) {
@@ -173,9 +199,51 @@ static void release(uhandle *u, bool close_fd) {
 
 void proa__engine_close(proa__ioh *h) { release(of_ioh(h), true); }
 
-void proa__engine_detach(proa__ioh *h) { release(of_ioh(h), false); }
+void proa__engine_detach(proa__ioh *h) {
+  uhandle *u = of_ioh(h);
+  if (u->adopted_fl >= 0)
+    fcntl(u->io.fd, F_SETFL, u->adopted_fl);
+  if (u->adopted_fd >= 0)
+    fcntl(u->io.fd, F_SETFD, u->adopted_fd);
+  release(u, false);
+}
 
 /* ---- the system calls ---- */
+
+/*
+ * A write to a pipe whose reader is gone raises SIGPIPE, and pipes have no
+ * MSG_NOSIGNAL. Where the OS has F_SETNOSIGPIPE (macOS), wrap sets it.
+ * Elsewhere the signal is blocked in this thread around the write (a
+ * SIGPIPE goes to the thread that wrote) and, if this write raised it,
+ * taken back with sigtimedwait before the mask is restored: the process's
+ * disposition is never changed, so children do not inherit an ignored
+ * SIGPIPE as they would from the SIG_IGN that libuv and Python set.
+ */
+static ssize_t write_nosigpipe(int fd, const struct iovec *iov, int count) {
+  ssize_t n;
+#ifndef F_SETNOSIGPIPE
+  sigset_t pipe_set, old, pending;
+  bool was_pending;
+  int saved;
+  struct timespec zero = {0, 0};
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+  was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+#endif
+  do
+    n = writev(fd, iov, count);
+  while (n < 0 && errno == EINTR);
+#ifndef F_SETNOSIGPIPE
+  saved = errno;
+  if (n < 0 && saved == EPIPE && !was_pending)
+    while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+      ;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  errno = saved;
+#endif
+  return n;
+}
 
 static intptr_t write_bufs(uhandle *u, const proa_buf *bufs, size_t count) {
   struct iovec iov[PROA__MAX_SEND_BUFS];
@@ -192,9 +260,7 @@ static intptr_t write_bufs(uhandle *u, const proa_buf *bufs, size_t count) {
       iov[i].iov_base = (void *)(uintptr_t)bufs[i].base;
       iov[i].iov_len = bufs[i].len;
     }
-    do
-      n = writev(fd, iov, (int)count);
-    while (n < 0 && errno == EINTR);
+    n = write_nosigpipe(fd, iov, (int)count);
     return n >= 0 ? n : send_error();
   }
   if (count == 1) { /* the common case needs no iovec */
@@ -334,11 +400,16 @@ static bool begin(uhandle *u, proa__op **slot, proa__op *op, unsigned events) {
     post(u, op, PROA_EBUSY);
     return false;
   }
-  if (u->h.kind == PROA__IOH_FILE)
-    return true; /* always ready: performed by the caller at once */
+  if (u->always_ready)
+    return true; /* performed by the caller at once */
   /* Interest usually stays registered from the previous op (on_ready). */
   if ((u->io.events & events) != events) {
     err = proa__io_watch(u->io.be, &u->io, u->io.events | events);
+    /* epoll refuses what cannot block (/dev/null, say) with EPERM. */
+    if (err == PROA_EPERM && u->h.kind != PROA__IOH_SOCKET) {
+      u->always_ready = true;
+      return true;
+    }
     if (err) {
       post(u, op, err);
       return false;
@@ -365,14 +436,28 @@ static bool begin_write(uhandle *u, proa__op *op, enum write_kind kind) {
 void proa__engine_read(proa__ioh *h, proa__read_op *op) {
   uhandle *u = of_ioh(h);
   bool full;
-  if (begin_read(u, &op->op, READ_DATA) && h->kind == PROA__IOH_FILE)
+  if (begin_read(u, &op->op, READ_DATA) && u->always_ready)
     post(u, &op->op, do_read(u, op, &full));
 }
 
 void proa__engine_wait_readable(proa__ioh *h, proa__op *op) {
   uhandle *u = of_ioh(h);
-  if (begin_read(u, op, READ_WAIT) && h->kind == PROA__IOH_FILE)
+  if (begin_read(u, op, READ_WAIT) && u->always_ready)
     post(u, op, 0);
+}
+
+/* The write end of a pipe reports an error (EPOLLERR, POLLERR) once its
+ * reader has gone, and is never readable otherwise: a read-side wait is
+ * the watch. A terminal's "readable" would be a key pressed instead. */
+void proa__engine_wait_peer_closed(proa__ioh *h, proa__op *op) {
+  uhandle *u = of_ioh(h);
+  if (!u->fifo) {
+    u->io.be->inflight++;
+    post(u, op, PROA_ENOTSUP);
+    return;
+  }
+  if (begin_read(u, op, READ_WAIT) && u->always_ready)
+    post(u, op, PROA_ENOTSUP); /* unwatchable after all */
 }
 
 void proa__engine_write(proa__ioh *h, proa__write_op *op) {
@@ -382,13 +467,13 @@ void proa__engine_write(proa__ioh *h, proa__write_op *op) {
     post(u, &op->op, PROA_EINVAL);
     return;
   }
-  if (begin_write(u, &op->op, WRITE_DATA) && h->kind == PROA__IOH_FILE)
+  if (begin_write(u, &op->op, WRITE_DATA) && u->always_ready)
     post(u, &op->op, write_bufs(u, op->bufs, op->count));
 }
 
 void proa__engine_wait_writable(proa__ioh *h, proa__op *op) {
   uhandle *u = of_ioh(h);
-  if (begin_write(u, op, WRITE_WAIT) && h->kind == PROA__IOH_FILE)
+  if (begin_write(u, op, WRITE_WAIT) && u->always_ready)
     post(u, op, 0);
 }
 

@@ -220,19 +220,23 @@ typedef ULONG(WINAPI *rtl_status_fn)(LONG status);
  * ntdll is loaded in every process; looking the function up avoids linking
  * ntdll.lib, which not every toolchain ships.
  */
+proa__ntdll_fn proa__ntdll_function(const char *name) {
+  HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+  /* Through void (*)(void) so that GCC accepts the function type change. */
+  return ntdll != NULL
+             ? (proa__ntdll_fn)(void (*)(void))GetProcAddress(ntdll, name)
+             : NULL;
+}
+
 static INIT_ONCE rtl_once = INIT_ONCE_STATIC_INIT;
 static rtl_status_fn rtl_status_to_dos;
 
 static BOOL CALLBACK rtl_init(PINIT_ONCE once, PVOID param, PVOID *ctx) {
-  HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
   (void)once;
   (void)param;
   (void)ctx;
-  if (ntdll != NULL) {
-    /* Through void (*)(void) so that GCC accepts the function type change. */
-    rtl_status_to_dos = (rtl_status_fn)(void (*)(void))GetProcAddress(
-        ntdll, "RtlNtStatusToDosError");
-  }
+  rtl_status_to_dos =
+      (rtl_status_fn)proa__ntdll_function("RtlNtStatusToDosError");
   return TRUE;
 }
 

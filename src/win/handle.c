@@ -6,6 +6,7 @@
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #include <mswsock.h>
+#include <winternl.h>
 
 #include "sockets.h"
 #include "win.h"
@@ -53,7 +54,7 @@ typedef struct sock_info {
   bool ifs;                   /* its handles are real kernel handles */
 } sock_info;
 
-enum read_kind { READ_WAIT, READ_DATA };
+enum read_kind { READ_WAIT, READ_DATA, READ_PEER };
 enum write_kind { WRITE_SEND, WRITE_SENDTO, WRITE_CONNECT };
 
 typedef struct whandle {
@@ -76,6 +77,11 @@ typedef struct whandle {
   io_rec *accepts; /* ACCEPT_MAX records, allocated by the first accept */
   char *lend_buf;  /* pipes: what a read without a buffer borrows */
   uint64_t offset; /* files: where the next read or write goes */
+  /* A pipe or file not opened for overlapped I/O: not on the port, served
+   * by a helper thread per direction (sync_io.c), started on first use. */
+  bool sync;
+  proa__sync_io *sync_read, *sync_write;
+  HANDLE close_later; /* closed when the state is freed (see release) */
 } whandle;
 
 static whandle *of_ioh(proa__ioh *h) { return (whandle *)(void *)h; }
@@ -227,18 +233,48 @@ static HANDLE base_handle(SOCKET sock) {
   return (HANDLE)base;
 }
 
-/* A handle's state, associated with the port; `os` is left open for the
- * caller to close on failure. */
+typedef LONG(NTAPI *query_file_fn)(HANDLE h, IO_STATUS_BLOCK *io, void *info,
+                                   ULONG len, int info_class);
+#define FILE_MODE_INFORMATION_CLASS 16 /* FileModeInformation */
+#ifndef FILE_SYNCHRONOUS_IO_ALERT
+#define FILE_SYNCHRONOUS_IO_ALERT 0x10
+#define FILE_SYNCHRONOUS_IO_NONALERT 0x20
+#endif
+
+/*
+ * Whether `h` was opened without FILE_FLAG_OVERLAPPED: its file object
+ * then serializes every call, which blocks (libuv's uv_pipe_open asks the
+ * same). A handle that cannot say (a console handle before Windows 8 is
+ * no kernel handle) is treated as synchronous: the helper thread serves it
+ * either way, only slower.
+ */
+static bool is_synchronous(HANDLE h) {
+  query_file_fn query_file =
+      (query_file_fn)proa__ntdll_function("NtQueryInformationFile");
+  IO_STATUS_BLOCK io;
+  ULONG mode = 0;
+  if (query_file == NULL ||
+      query_file(h, &io, &mode, sizeof mode, FILE_MODE_INFORMATION_CLASS) < 0)
+    return true;
+  return (mode & (FILE_SYNCHRONOUS_IO_ALERT | FILE_SYNCHRONOUS_IO_NONALERT)) !=
+         0;
+}
+
+/* A handle's state, associated with the port unless it is synchronous;
+ * `os` is left open for the caller to close on failure. */
 static int handle_new(proa__backend *be, HANDLE os, int kind, whandle **out) {
-  int err;
+  int err = 0;
+  bool sync = kind != PROA__IOH_SOCKET && is_synchronous(os);
   whandle *s = (whandle *)calloc(1, sizeof *s);
   if (s == NULL)
     return PROA_ENOMEM;
-  err = proa__backend_associate(be, os);
+  if (!sync)
+    err = proa__backend_associate(be, os);
   if (err) {
     free(s);
     return err;
   }
+  s->sync = sync;
   s->h.ops = &proa__iocp_ops;
   s->h.os = (intptr_t)os;
   s->h.kind = (unsigned char)kind;
@@ -297,7 +333,8 @@ int proa__iocp_socket_open(proa__backend *be, int family, int type,
 /*
  * Takes over a socket, a pipe or a file. Sockets report FILE_TYPE_PIPE (or
  * FILE_TYPE_UNKNOWN under some providers), so asking Winsock tells them
- * apart. Pipes and files must have been opened for overlapped I/O.
+ * apart. Pipes and files opened for overlapped I/O go through the port;
+ * the others through helper threads.
  */
 int proa__iocp_adopt(proa__backend *be, intptr_t os, proa__ioh **out) {
   HANDLE h = (HANDLE)os;
@@ -322,6 +359,12 @@ int proa__iocp_adopt(proa__backend *be, intptr_t os, proa__ioh **out) {
 }
 
 static void handle_free(whandle *s) {
+  if (s->sync_read != NULL)
+    proa__sync_io_stop(s->sync_read);
+  if (s->sync_write != NULL)
+    proa__sync_io_stop(s->sync_write);
+  if (s->close_later != NULL)
+    CloseHandle(s->close_later);
   proa__handles_count(-1);
   free(s->accepts);
   free(s->lend_buf);
@@ -344,7 +387,12 @@ static void release(proa__ioh *h, bool close_os) {
   whandle *s = of_ioh(h);
   PROA_ASSERT(all_cancelled(s), "a handle is closed only once its ops "
                                 "completed or were cancelled");
-  if (close_os && s->h.kind == PROA__IOH_SOCKET)
+  /* CloseHandle would wait for a helper thread's call in progress (the
+   * file object serializes them): such a handle is closed with its state,
+   * once the cancelled calls have completed. */
+  if (close_os && s->sync && s->inflight > 0)
+    s->close_later = (HANDLE)s->h.os;
+  else if (close_os && s->h.kind == PROA__IOH_SOCKET)
     closesocket(s->sock);
   else if (close_os)
     CloseHandle((HANDLE)s->h.os);
@@ -362,7 +410,8 @@ static void release(proa__ioh *h, bool close_os) {
 void proa__iocp_close(proa__ioh *h) { release(h, true); }
 
 /* The handle stays open, and associated with the port: Windows cannot undo
- * that, so the caller gets it back for synchronous use or to close. */
+ * that, so the caller gets it back for synchronous use or to close. (One
+ * served by helper threads never was.) */
 void proa__iocp_detach(proa__ioh *h) { release(h, false); }
 
 /* ---- completions ---- */
@@ -407,6 +456,18 @@ static intptr_t pipe_result(whandle *s, intptr_t result) {
   return result;
 }
 
+/*
+ * The zero-byte read that watches a write end ended: the reader is gone
+ * (ERROR_BROKEN_PIPE), or the handle cannot tell this way (no read
+ * access: ERROR_ACCESS_DENIED; or the other end writes, so the read
+ * found data), which is PROA_ENOTSUP.
+ */
+static intptr_t peer_result(intptr_t result) {
+  if (result == PROA_EOF || result == PROA_EPIPE)
+    return 0;
+  return result == PROA_ECANCELED ? result : PROA_ENOTSUP;
+}
+
 static void read_done(proa__op *op) {
   io_rec *r = (io_rec *)(void *)op;
   whandle *s = r->s;
@@ -414,6 +475,8 @@ static void read_done(proa__op *op) {
   if (s->h.kind != PROA__IOH_SOCKET) {
     if (s->read_kind == READ_DATA)
       ((proa__read_op *)(void *)r->user)->data = s->read.pending_buf;
+    if (s->read_kind == READ_PEER)
+      result = peer_result(result);
     finish(r, s->read_kind == READ_DATA ? pipe_result(s, result)
                                         : (result > 0 ? 0 : result));
     return;
@@ -432,6 +495,9 @@ static void write_done(proa__op *op) {
   io_rec *r = (io_rec *)(void *)op;
   whandle *s = r->s;
   intptr_t result = op->result;
+  /* A pipe whose reader is gone: ERROR_NO_DATA, or ERROR_BROKEN_PIPE. */
+  if (s->h.kind != PROA__IOH_SOCKET && result == PROA_EOF)
+    result = PROA_EPIPE;
   if (s->closed) {
     finish(r, result);
     return;
@@ -603,6 +669,23 @@ intptr_t proa__iocp_try_sendto(proa__ioh *h, const void *buf, size_t len,
 /* What a zero-byte receive points at (a NULL buffer upsets some providers). */
 static char zero_buf[1];
 
+/* Hands a synchronous handle's call to the helper thread of its direction,
+ * started on first use; the record completes from the port either way. */
+static void sync_submit(whandle *s, proa__sync_io **w, bool write,
+                        const void *buf, size_t len) {
+  io_rec *r = write ? &s->write : &s->read;
+  int err = 0;
+  if (*w == NULL)
+    err = proa__sync_io_start(s->be->port, (HANDLE)s->h.os, write, w);
+  if (err) {
+    r->op.result = err;
+    proa__backend_post(s->be, &r->op);
+    return;
+  }
+  proa__sync_io_submit(*w, &r->op, (void *)(uintptr_t)buf,
+                       (DWORD)(len > MAX_WSABUF_LEN ? MAX_WSABUF_LEN : len));
+}
+
 /*
  * Starts the read side's record: a socket waits with a zero-byte receive
  * (a peek for datagrams) so that an idle connection pins no buffer; a pipe
@@ -629,6 +712,10 @@ static void issue_read(whandle *s) {
       }
     }
     r->pending_buf = buf;
+    if (s->sync) {
+      sync_submit(s, &s->sync_read, false, buf, len);
+      return;
+    }
     r->op.overlapped.Offset = (DWORD)s->offset;
     r->op.overlapped.OffsetHigh = (DWORD)(s->offset >> 32);
     rc = ReadFile((HANDLE)s->h.os, buf,
@@ -667,6 +754,20 @@ void proa__iocp_wait_readable(proa__ioh *h, proa__op *op) {
 
 void proa__iocp_read(proa__ioh *h, proa__read_op *op) {
   read_begin(of_ioh(h), &op->op, READ_DATA);
+}
+
+/* An overlapped pipe: a zero-byte ReadFile on the write end never finds
+ * data (proa_pipe's read end cannot write) and fails with
+ * ERROR_BROKEN_PIPE once the reader closed, as asyncio's proactor reads
+ * its write pipes. A synchronous handle cannot: the read would block its
+ * writes (the file object serializes calls). */
+void proa__iocp_wait_peer_closed(proa__ioh *h, proa__op *op) {
+  whandle *s = of_ioh(h);
+  if (s->h.kind != PROA__IOH_PIPE || s->sync) {
+    post_user(s, op, PROA_ENOTSUP);
+    return;
+  }
+  read_begin(s, op, READ_PEER);
 }
 
 /* A socket's non-blocking receive into the op's buffer: the bytes, 0 at
@@ -729,6 +830,10 @@ static void write_file(whandle *s, const proa_buf *buf) {
   io_rec *r = &s->write;
   DWORD n = 0;
   BOOL ok;
+  if (s->sync) {
+    sync_submit(s, &s->sync_write, true, buf->base, buf->len);
+    return;
+  }
   r->op.overlapped.Offset = (DWORD)s->offset;
   r->op.overlapped.OffsetHigh = (DWORD)(s->offset >> 32);
   ok = WriteFile((HANDLE)s->h.os, buf->base,
@@ -967,6 +1072,12 @@ void proa__iocp_cancel(proa__ioh *h, proa__op *op) {
   if (s == NULL || op == NULL || (r = rec_of(s, op)) == NULL)
     return;
   r->cancelled = true;
+  if (s->sync) {
+    proa__sync_io *w = r == &s->read ? s->sync_read : s->sync_write;
+    if (w != NULL)
+      proa__sync_io_cancel(w, &r->op);
+    return;
+  }
   if (r == &s->read && s->read_inline) {
     s->read_cancelled = true; /* recorded, not issued: read_data ends it */
     return;

@@ -199,6 +199,7 @@ const proa__backend_ops proa__iocp_ops = {
     .write = proa__iocp_write,
     .wait_readable = proa__iocp_wait_readable,
     .wait_writable = proa__iocp_wait_writable,
+    .wait_peer_closed = proa__iocp_wait_peer_closed,
     .cancel = proa__iocp_cancel,
     .try_write = proa__iocp_try_write,
     .connect = proa__iocp_connect,

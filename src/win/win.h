@@ -58,6 +58,7 @@ void proa__iocp_read(proa__ioh *h, proa__read_op *op);
 void proa__iocp_write(proa__ioh *h, proa__write_op *op);
 void proa__iocp_wait_readable(proa__ioh *h, proa__op *op);
 void proa__iocp_wait_writable(proa__ioh *h, proa__op *op);
+void proa__iocp_wait_peer_closed(proa__ioh *h, proa__op *op);
 void proa__iocp_cancel(proa__ioh *h, proa__op *op);
 intptr_t proa__iocp_try_write(proa__ioh *h, const proa_buf *bufs, size_t count);
 void proa__iocp_connect(proa__ioh *h, proa__op *op, const proa_sockaddr *addr);
@@ -68,6 +69,28 @@ intptr_t proa__iocp_try_sendto(proa__ioh *h, const void *buf, size_t len,
                                const proa_sockaddr *to);
 void proa__iocp_sendto(proa__ioh *h, proa__sendto_op *op);
 #define PROA__IOCP_ACCEPT_MAX 8
+
+/* ---- handles not opened for overlapped I/O (sync_io.c) ---- */
+
+/*
+ * A helper thread that makes the blocking ReadFile (or, with `write`,
+ * WriteFile) calls of one direction of `os`, which was not opened for
+ * overlapped I/O (an anonymous pipe from CreatePipe, a console, the stdin
+ * of a program under Wine), so that the loop never blocks on them.
+ */
+typedef struct proa__sync_io proa__sync_io;
+int proa__sync_io_start(HANDLE port, HANDLE os, bool write,
+                        proa__sync_io **out);
+/* Makes the call on `len` bytes at `buf` (which stay valid until the
+ * completion), then sets op->result (the bytes, or PROA_E*) and posts `op`
+ * to the port under PROA__KEY_POSTED. One op at a time. */
+void proa__sync_io_submit(proa__sync_io *w, proa__op *op, void *buf, DWORD len);
+/* Ends `op` early if it is still being served: its call is not started,
+ * or is interrupted (CancelSynchronousIo); it completes with
+ * PROA_ECANCELED, or with its real result if the call ended first. */
+void proa__sync_io_cancel(proa__sync_io *w, proa__op *op);
+/* Lets the thread end; nothing may be in flight. */
+void proa__sync_io_stop(proa__sync_io *w);
 
 /* Console control events as signals (signal.c). */
 int proa__iocp_signal_start(proa__backend *be, int signum);
@@ -110,6 +133,10 @@ int proa__translate_wsa(int err);
  * PROA_EMSGSIZE.
  */
 int proa__translate_ntstatus(LONG status);
+
+/* A function of ntdll by name (cast it to its type), or NULL. */
+typedef void (*proa__ntdll_fn)(void);
+proa__ntdll_fn proa__ntdll_function(const char *name);
 
 /* ---- console control events (signal.c) ---- */
 
