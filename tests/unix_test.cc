@@ -399,6 +399,46 @@ TEST_F(UnixSocket, LiveSocketFileIsAddrInUse) {
   ExpectEcho(c, 1000);
 }
 
+// A caller that gives up while the file's owner is probed gets nothing
+// back, and the live server is untouched.
+TEST_F(UnixSocket, CancelWhileProbing) {
+  NEED_AF_UNIX();
+  std::string path;
+  Server *first = UnixServer(&path, Echo);
+  Server *second = NewServer();
+  proa_future *f = nullptr;
+  ASSERT_EQ(0, proa_create_unix_server(loop, Server::Factory, second,
+                                       path.c_str(), nullptr, &f));
+  EXPECT_TRUE(proa_future_cancel(f, nullptr));
+  EXPECT_EQ(PROA_ECANCELED, Await(loop, f));
+  proa_future_unref(f);
+  RunIterations(loop, 5); // the probe's completion frees the attempt
+  Conn *c = NewConn();
+  ASSERT_NE(nullptr, UnixPair(first, c, path));
+  ExpectEcho(c, 1000);
+}
+
+// Closing the loop while a probe is out cancels it and frees everything.
+TEST_F(UnixSocket, LoopCloseWhileProbing) {
+  NEED_AF_UNIX();
+  std::string path = TempPath();
+  proa_loop *own = nullptr;
+  ASSERT_EQ(0, proa_loop_new(&own));
+  Server live, late;
+  proa_future *f = nullptr, *g = nullptr;
+  ASSERT_EQ(0, proa_create_unix_server(own, Server::Factory, &live,
+                                       path.c_str(), nullptr, &f));
+  ASSERT_EQ(0, Await(own, f));
+  ASSERT_EQ(0, proa_create_unix_server(own, Server::Factory, &late,
+                                       path.c_str(), nullptr, &g));
+  EXPECT_EQ(0, proa_loop_close(own));
+  EXPECT_TRUE(proa_future_cancelled(g));
+  proa_future_unref(g);
+  proa_future_unref(f);
+  EXPECT_EQ(0, proa_loop_free(own));
+  EXPECT_FALSE(Exists(path)) << "the live server's file goes with it";
+}
+
 TEST_F(UnixSocket, SomethingElseAtThePathIsNeverRemoved) {
   NEED_AF_UNIX();
   std::string path = TempPath();

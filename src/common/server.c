@@ -335,6 +335,8 @@ size_t proa_server_socket_count(const proa_server *s) {
 int proa_server_sockname(const proa_server *s, size_t i, proa_sockaddr *out) {
   if (!s || !out || i >= proa_server_socket_count(s))
     return PROA_EINVAL;
+  if (s->listeners[i].sock->kind != PROA__IOH_SOCKET)
+    return PROA_ENOTSUP; /* a named pipe has no socket address */
   return proa__socket_name(s->listeners[i].sock, out, false);
 }
 

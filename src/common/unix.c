@@ -163,8 +163,7 @@ static void replace_stale(unix_setup *st) {
 }
 
 static void on_probe(proa__op *op) {
-  unix_setup *st =
-      (unix_setup *)(void *)((char *)op - offsetof(unix_setup, probe_op));
+  unix_setup *st = PROA__CONTAINER(op, unix_setup, probe_op);
   intptr_t result = op->result;
   proa__ioh_close(st->probe);
   st->probe = NULL;
