@@ -197,7 +197,8 @@ static int named_connection(proa_loop *loop, const proa_protocol *protocol,
   d->proto = protocol;
   d->self = self;
   d->deadline = proa_loop_time(loop) + o->busy_timeout;
-  strcpy(d->name, name); /* proa__pipe_full_name checked its length */
+  /* proa__pipe_full_name made it shorter than the buffer. */
+  memcpy(d->name, name, strlen(name) + 1);
   proa__resource_add(loop, &d->res, close_now);
   err = proa_future_add_done_callback(*out, on_waiter_done, d);
   if (err) {

@@ -105,7 +105,7 @@ static void server_release(void *s) { proa_server_unref(s); }
 
 /* Completes the caller's future with the listening server, or `err`. */
 static void settle(unix_setup *st, int err) {
-  char why[160];
+  char why[256], where[112] = "the given socket";
   proa_server *s;
   if (!err)
     err = make_server(st, &s);
@@ -115,9 +115,11 @@ static void settle(unix_setup *st, int err) {
       proa_server_unref(s);
     }
   } else {
+    if (st->addr.len)
+      proa_sockaddr_format(&st->addr, where, sizeof where);
     snprintf(why, sizeof why,
-             "error while attempting to bind on address '%s': %s",
-             st->path ? st->path : "(abstract)", proa_strerror(err));
+             "error while attempting to bind on address '%s': %s", where,
+             proa_strerror(err));
     proa_future_set_error(st->waiter, err, why);
   }
   setup_free(st);
