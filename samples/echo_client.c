@@ -5,7 +5,11 @@
  *
  *   echo_client --tcp HOST:PORT [--size N] [--count N]
  *   echo_client --udp HOST:PORT [--size N] [--count N]
+ *   echo_client --unix PATH [--size N] [--count N]
+ *   echo_client --pipe NAME [--size N] [--count N]
  *
+ * The line it prints names the target as given ("tcp HOST:PORT", "unix
+ * PATH", ...).
  * Over UDP each message is one datagram; since UDP may drop, one that gets
  * no reply within a second is sent again, a few times at most.
  */
@@ -204,21 +208,19 @@ static const proa_datagram_protocol udp_protocol = {
 /* ---- the command line ---- */
 
 static int usage(void) {
-  fprintf(stderr, "usage: echo_client --tcp HOST:PORT [--size N] [--count N]"
-                  "\n       echo_client --udp HOST:PORT [--size N] "
-                  "[--count N]\n");
+  fprintf(stderr, "usage: echo_client --tcp|--udp HOST:PORT [--size N] "
+                  "[--count N]\n       echo_client --unix PATH|--pipe NAME "
+                  "[--size N] [--count N]\n");
   return 2;
 }
 
-static int parse(int argc, char **argv, char *host, size_t hsize, int *port,
-                 long *size, long *count, bool *udp) {
-  int i;
-  bool have_addr = false;
+static int parse(int argc, char **argv, echo_target *t, long *size,
+                 long *count) {
+  int i, r;
   for (i = 1; i + 1 < argc; i += 2) {
-    if ((strcmp(argv[i], "--tcp") == 0 || strcmp(argv[i], "--udp") == 0) &&
-        !have_addr) {
-      *udp = argv[i][2] == 'u';
-      have_addr = parse_host_port(argv[i + 1], host, hsize, port) == 0;
+    if ((r = parse_target(argv[i], argv[i + 1], t)) != 0) {
+      if (r < 0)
+        return -1;
     } else if (strcmp(argv[i], "--size") == 0)
       *size = parse_positive(argv[i + 1]);
     else if (strcmp(argv[i], "--count") == 0)
@@ -226,43 +228,48 @@ static int parse(int argc, char **argv, char *host, size_t hsize, int *port,
     else
       return -1;
   }
-  return i == argc && have_addr && *size > 0 && *count > 0 ? 0 : -1;
+  return i == argc && t->proto && *size > 0 && *count > 0 ? 0 : -1;
 }
 
-/* Starts the TCP or UDP client; *f receives the future of the start. */
-static int start(client *c, bool udp, const char *host, int port,
-                 proa_future **f) {
+/* Starts the client; *f receives the future of the start. */
+static int start(client *c, const echo_target *t, proa_future **f) {
   proa_datagram_options o = PROA_DATAGRAM_OPTIONS_INIT;
-  if (!udp)
-    return proa_create_connection(c->loop, &client_protocol, c, host, port,
-                                  NULL, f);
-  o.remote_host = host; /* connected: replies come from the server only */
-  o.remote_port = port;
+  if (strcmp(t->proto, "tcp") == 0)
+    return proa_create_connection(c->loop, &client_protocol, c, t->host,
+                                  t->port, NULL, f);
+  if (strcmp(t->proto, "unix") == 0)
+    return proa_create_unix_connection(c->loop, &client_protocol, c, t->path,
+                                       NULL, f);
+  if (strcmp(t->proto, "pipe") == 0)
+    return proa_create_pipe_connection(c->loop, &client_protocol, c, t->path,
+                                       NULL, f);
+  o.remote_host = t->host; /* connected: replies come from the server only */
+  o.remote_port = t->port;
   return proa_create_datagram_endpoint(c->loop, &udp_protocol, c, &o, f);
 }
 
 int main(int argc, char **argv) {
   client c;
-  char host[256];
-  int port = 0, err;
+  echo_target t;
+  int err;
   long size = 1024, count = 10;
-  bool udp = false;
-  const char *proto;
+  bool udp;
   proa_future *f = NULL;
-  if (parse(argc, argv, host, sizeof host, &port, &size, &count, &udp) != 0)
+  memset(&t, 0, sizeof t);
+  if (parse(argc, argv, &t, &size, &count) != 0)
     return usage();
-  proto = udp ? "udp" : "tcp";
+  udp = strcmp(t.proto, "udp") == 0;
   memset(&c, 0, sizeof c);
   c.size = (size_t)size;
   c.count = count;
   c.message = malloc(c.size);
   if (!c.message || proa_loop_new(&c.loop) != 0)
     return 1;
-  err = start(&c, udp, host, port, &f);
+  err = start(&c, &t, &f);
   if (!err)
     err = proa_loop_run_until_complete(c.loop, f, NULL);
   if (err) {
-    printf("echo_client: %s %s:%d: cannot connect: %s\n", proto, host, port,
+    printf("echo_client: %s %s: cannot connect: %s\n", t.proto, t.where,
            f && proa_future_error_message(f) ? proa_future_error_message(f)
                                              : proa_strerror(err));
   } else {
@@ -270,14 +277,14 @@ int main(int argc, char **argv) {
       proa_loop_run_forever(c.loop); /* until connection_lost */
     err = c.mismatch ? PROA_EPROTO : c.error;
     if (udp)
-      printf("echo_client: udp %s:%d: %ld of %ld messages of %zu bytes "
+      printf("echo_client: udp %s: %ld of %ld messages of %zu bytes "
              "echoed (%lld bytes, %ld resent): %s\n",
-             host, port, c.done, c.count, c.size, c.received, c.resent,
+             t.where, c.done, c.count, c.size, c.received, c.resent,
              err ? proa_strerror(err) : "ok");
     else
-      printf("echo_client: tcp %s:%d: %ld of %ld messages of %zu bytes "
+      printf("echo_client: %s %s: %ld of %ld messages of %zu bytes "
              "echoed (%lld bytes): %s\n",
-             host, port, c.done, c.count, c.size, c.received,
+             t.proto, t.where, c.done, c.count, c.size, c.received,
              err ? proa_strerror(err) : "ok");
   }
   proa_future_unref(f);

@@ -1,14 +1,18 @@
 /*
- * An echo server over TCP, UDP or both at once. TCP: every byte a client
- * sends comes back; when a client half-closes, the echo is finished and
- * then this side closes too. UDP: every datagram goes back to its sender.
- * SIGINT or SIGTERM (Ctrl-C or Ctrl-Break on Windows) stops it cleanly.
+ * An echo server over TCP, UDP, a Unix socket, a local pipe, or any of
+ * them at once. Streams (TCP, Unix, pipe): every byte a client sends comes
+ * back; when a client half-closes, the echo is finished and then this side
+ * closes too. UDP: every datagram goes back to its sender. SIGINT or
+ * SIGTERM (Ctrl-C or Ctrl-Break on Windows) stops it cleanly.
  *
- *   echo_server [--tcp HOST:PORT] [--udp HOST:PORT]   (at least one; PORT 0
- *                                                      picks a free port)
+ *   echo_server [--tcp HOST:PORT] [--udp HOST:PORT] [--unix PATH]
+ *               [--pipe NAME]
  *
- * Once ready it prints one line per protocol: "listening on tcp HOST:PORT",
- * "listening on udp HOST:PORT".
+ * At least one, each at most once; PORT 0 picks a free port. PATH is a
+ * Unix socket path ('@name': a Linux abstract name); NAME is a pipe
+ * (\\.\pipe\NAME on Windows, a Unix socket path elsewhere). Once ready it
+ * prints one line per protocol: "listening on tcp HOST:PORT", "listening on
+ * udp HOST:PORT", "listening on unix PATH", "listening on pipe NAME".
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,17 +97,21 @@ static const proa_datagram_protocol udp_protocol = {
 
 /* ---- the server ---- */
 
+enum { MAX_SERVERS = 3 }; /* the stream servers: tcp, unix, pipe */
+
 typedef struct app {
   proa_loop *loop;
-  proa_server *server; /* TCP, or NULL */
-  udp_echo udp;        /* udp.t: the UDP endpoint, or NULL */
+  proa_server *servers[MAX_SERVERS];
+  size_t nservers;
+  udp_echo udp; /* udp.t: the UDP endpoint, or NULL */
 } app;
 
 static void on_signal(void *arg) {
   app *a = arg;
-  if (a->server) {
-    proa_server_close(a->server);
-    proa_server_close_clients(a->server);
+  size_t i;
+  for (i = 0; i < a->nservers; i++) {
+    proa_server_close(a->servers[i]);
+    proa_server_close_clients(a->servers[i]);
   }
   if (a->udp.t)
     proa_datagram_close(a->udp.t);
@@ -111,36 +119,73 @@ static void on_signal(void *arg) {
 }
 
 static int usage(void) {
-  fprintf(stderr, "usage: echo_server [--tcp HOST:PORT] [--udp HOST:PORT]\n");
+  fprintf(stderr, "usage: echo_server [--tcp HOST:PORT] [--udp HOST:PORT] "
+                  "[--unix PATH] [--pipe NAME]\n");
   return 2;
 }
 
-static void print_where(const char *proto, const proa_sockaddr *addr) {
-  char where[64];
-  proa_sockaddr_format(addr, where, sizeof where);
+static void print_where(const char *proto, const char *where) {
   printf("listening on %s %s\n", proto, where);
   fflush(stdout);
+}
+
+/*
+ * Awaits the future of a create_*_server call that returned `err` and
+ * keeps the server; 0, or -1 (reported, naming `proto` and `where`).
+ */
+static int keep_server(app *a, int err, proa_future *f, const char *proto,
+                       const char *where) {
+  const char *m;
+  void *result;
+  if (!err)
+    err = proa_loop_run_until_complete(a->loop, f, &result);
+  if (err) {
+    m = f ? proa_future_error_message(f) : NULL;
+    fprintf(stderr, "echo_server: cannot listen on %s %s: %s\n", proto, where,
+            m ? m : proa_strerror(err));
+    proa_future_unref(f);
+    return -1;
+  }
+  a->servers[a->nservers++] = proa_server_ref(result);
+  proa_future_unref(f);
+  return 0;
 }
 
 /* Starts listening on TCP and prints where; 0 or -1 (reported). */
 static int listen_tcp(app *a, const char *host, int port) {
   proa_future *f = NULL;
   proa_sockaddr addr;
-  void *result;
+  char where[300];
   int err =
       proa_create_server(a->loop, make_connection, NULL, host, port, NULL, &f);
-  if (!err)
-    err = proa_loop_run_until_complete(a->loop, f, &result);
-  if (err) {
-    fprintf(stderr, "echo_server: cannot listen on %s:%d: %s\n", host, port,
-            f ? proa_future_error_message(f) : proa_strerror(err));
-    proa_future_unref(f);
+  snprintf(where, sizeof where, "%s:%d", host, port);
+  if (keep_server(a, err, f, "tcp", where) != 0)
     return -1;
-  }
-  a->server = proa_server_ref(result);
-  proa_future_unref(f);
-  proa_server_sockname(a->server, 0, &addr);
-  print_where("tcp", &addr);
+  proa_server_sockname(a->servers[a->nservers - 1], 0, &addr);
+  proa_sockaddr_format(&addr, where, sizeof where);
+  print_where("tcp", where);
+  return 0;
+}
+
+/* The same on a Unix socket path. */
+static int listen_unix(app *a, const char *path) {
+  proa_future *f = NULL;
+  int err =
+      proa_create_unix_server(a->loop, make_connection, NULL, path, NULL, &f);
+  if (keep_server(a, err, f, "unix", path) != 0)
+    return -1;
+  print_where("unix", path);
+  return 0;
+}
+
+/* The same on a local pipe (a named pipe on Windows). */
+static int listen_pipe(app *a, const char *name) {
+  proa_future *f = NULL;
+  int err =
+      proa_create_pipe_server(a->loop, make_connection, NULL, name, NULL, &f);
+  if (keep_server(a, err, f, "pipe", name) != 0)
+    return -1;
+  print_where("pipe", name);
   return 0;
 }
 
@@ -149,6 +194,7 @@ static int listen_udp(app *a, const char *host, int port) {
   proa_datagram_options o = PROA_DATAGRAM_OPTIONS_INIT;
   proa_future *f = NULL;
   proa_sockaddr addr;
+  char where[64];
   int err = proa_future_new(a->loop, &a->udp.lost);
   o.local_host = host;
   o.local_port = port;
@@ -166,24 +212,26 @@ static int listen_udp(app *a, const char *host, int port) {
   }
   proa_future_unref(f); /* the loop keeps the endpoint until it is lost */
   proa_datagram_sockname(a->udp.t, &addr);
-  print_where("udp", &addr);
+  proa_sockaddr_format(&addr, where, sizeof where);
+  print_where("udp", where);
   return 0;
 }
 
 /* Lets the connections and the endpoint finish closing. */
 static void finish(app *a) {
   proa_future *closed;
+  size_t i;
   if (a->udp.t) {
     proa_datagram_close(a->udp.t);
     proa_loop_run_until_complete(a->loop, a->udp.lost, NULL);
   }
-  if (a->server) {
-    proa_server_close(a->server); /* closed already, unless UDP failed */
-    if (proa_server_wait_closed(a->server, &closed) == 0) {
+  for (i = 0; i < a->nservers; i++) {
+    proa_server_close(a->servers[i]); /* closed already, unless one failed */
+    if (proa_server_wait_closed(a->servers[i], &closed) == 0) {
       proa_loop_run_until_complete(a->loop, closed, NULL);
       proa_future_unref(closed);
     }
-    proa_server_unref(a->server);
+    proa_server_unref(a->servers[i]);
   }
   proa_future_unref(a->udp.lost);
 }
@@ -191,9 +239,10 @@ static void finish(app *a) {
 int main(int argc, char **argv) {
   app a;
   char tcp_host[256], udp_host[256];
+  const char *unix_path = NULL, *pipe_name = NULL;
   int tcp_port = -1, udp_port = -1, rc = 0, i;
   memset(&a, 0, sizeof a);
-  if (argc != 3 && argc != 5)
+  if (argc < 3 || argc % 2 == 0)
     return usage();
   for (i = 1; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--tcp") == 0 && tcp_port < 0) {
@@ -202,6 +251,10 @@ int main(int argc, char **argv) {
     } else if (strcmp(argv[i], "--udp") == 0 && udp_port < 0) {
       if (parse_host_port(argv[i + 1], udp_host, sizeof udp_host, &udp_port))
         return usage();
+    } else if (strcmp(argv[i], "--unix") == 0 && !unix_path) {
+      unix_path = argv[i + 1];
+    } else if (strcmp(argv[i], "--pipe") == 0 && !pipe_name) {
+      pipe_name = argv[i + 1];
     } else {
       return usage();
     }
@@ -217,6 +270,10 @@ int main(int argc, char **argv) {
   if (tcp_port >= 0 && listen_tcp(&a, tcp_host, tcp_port) != 0)
     rc = 1;
   if (!rc && udp_port >= 0 && listen_udp(&a, udp_host, udp_port) != 0)
+    rc = 1;
+  if (!rc && unix_path && listen_unix(&a, unix_path) != 0)
+    rc = 1;
+  if (!rc && pipe_name && listen_pipe(&a, pipe_name) != 0)
     rc = 1;
   if (!rc)
     proa_loop_run_forever(a.loop); /* until a signal */

@@ -4,6 +4,8 @@
  * command line and output as echo_client:
  *
  *   task_echo_client --tcp HOST:PORT [--size N] [--count N]
+ *   task_echo_client --unix PATH [--size N] [--count N]
+ *   task_echo_client --pipe NAME [--size N] [--count N]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +16,7 @@
 
 typedef struct job {
   proa_loop *loop;
-  char host[256];
-  int port;
+  echo_target target;
   size_t size;
   long count, done;
 } job;
@@ -52,6 +53,16 @@ static int echo_once(proa_stream *s, unsigned char *msg, size_t size, long i) {
   return err;
 }
 
+/* open_connection, or its kin for the target's protocol. */
+static int open_stream(const job *j, proa_future **f) {
+  const echo_target *t = &j->target;
+  if (strcmp(t->proto, "unix") == 0)
+    return proa_open_unix_connection(j->loop, t->path, NULL, j->size, f);
+  if (strcmp(t->proto, "pipe") == 0)
+    return proa_open_pipe_connection(j->loop, t->path, NULL, j->size, f);
+  return proa_open_connection(j->loop, t->host, t->port, NULL, j->size, f);
+}
+
 static int client(void *arg, void **result) {
   job *j = arg;
   proa_future *f = NULL;
@@ -61,7 +72,7 @@ static int client(void *arg, void **result) {
   int err = msg ? 0 : PROA_ENOMEM;
   (void)result;
   if (!err)
-    err = proa_open_connection(j->loop, j->host, j->port, NULL, j->size, &f);
+    err = open_stream(j, &f);
   if (!err)
     err = proa_await(f, &v);
   if (err) {
@@ -86,20 +97,19 @@ static int client(void *arg, void **result) {
 }
 
 static int usage(void) {
-  fprintf(stderr,
-          "usage: task_echo_client --tcp HOST:PORT [--size N] [--count N]\n");
+  fprintf(stderr, "usage: task_echo_client --tcp HOST:PORT|--unix PATH|"
+                  "--pipe NAME [--size N] [--count N]\n");
   return 2;
 }
 
 static int parse(int argc, char **argv, job *j) {
   long size = 1024, count = 10;
-  bool have_addr = false;
-  int i;
+  int i, r;
   for (i = 1; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--tcp") == 0)
-      have_addr =
-          parse_host_port(argv[i + 1], j->host, sizeof j->host, &j->port) == 0;
-    else if (strcmp(argv[i], "--size") == 0)
+    if ((r = parse_target(argv[i], argv[i + 1], &j->target)) != 0) {
+      if (r < 0 || strcmp(j->target.proto, "udp") == 0)
+        return -1; /* streams only */
+    } else if (strcmp(argv[i], "--size") == 0)
       size = parse_positive(argv[i + 1]);
     else if (strcmp(argv[i], "--count") == 0)
       count = parse_positive(argv[i + 1]);
@@ -108,7 +118,7 @@ static int parse(int argc, char **argv, job *j) {
   }
   j->size = (size_t)size;
   j->count = count;
-  return i == argc && have_addr && size > 0 && count > 0 ? 0 : -1;
+  return i == argc && j->target.proto && size > 0 && count > 0 ? 0 : -1;
 }
 
 int main(int argc, char **argv) {
@@ -125,9 +135,9 @@ int main(int argc, char **argv) {
     err = proa_loop_run_until_complete(j.loop, task, NULL);
     proa_future_unref(task);
   }
-  printf("task_echo_client: tcp %s:%d: %ld of %ld messages of %zu bytes "
+  printf("task_echo_client: %s %s: %ld of %ld messages of %zu bytes "
          "echoed (%lld bytes): %s\n",
-         j.host, j.port, j.done, j.count, j.size,
+         j.target.proto, j.target.where, j.done, j.count, j.size,
          (long long)j.done * (long long)j.size,
          err ? proa_strerror(err) : "ok");
   proa_loop_free(j.loop);

@@ -13,6 +13,7 @@ extern "C" {
 #define PROA_AF_UNSPEC 0
 #define PROA_AF_INET 4
 #define PROA_AF_INET6 6
+#define PROA_AF_UNIX 1 /* local (Unix-domain) sockets: proa/pipe.h */
 
 #define PROA_SOCK_STREAM 1
 #define PROA_SOCK_DGRAM 2
@@ -47,7 +48,26 @@ typedef struct proa_sockaddr {
 PROA_API int proa_sockaddr_from_ip(proa_sockaddr *out, const char *ip,
                                    int port);
 
-/* PROA_AF_INET, PROA_AF_INET6, or PROA_AF_UNSPEC for anything else. */
+/*
+ * Fills `out` with the AF_UNIX address of `path`, with the rules of
+ * proa/pipe.h: on Linux a leading '@' names an abstract socket (the '@'
+ * becomes the leading NUL). Errors: PROA_EINVAL (NULL, empty, '@' off
+ * Linux), PROA_ENAMETOOLONG (longer than the OS's sun_path holds: a name is
+ * never truncated).
+ */
+PROA_API int proa_sockaddr_from_path(proa_sockaddr *out, const char *path);
+
+/*
+ * Writes the path of an AF_UNIX address into buf ("@name" for a Linux
+ * abstract name, "" for an unnamed socket, such as a client that connected
+ * without binding). Returns its length, or PROA_EINVAL (not AF_UNIX),
+ * PROA_ENOSPC (buf too small; 110 bytes always suffice).
+ */
+PROA_API int proa_sockaddr_path(const proa_sockaddr *addr, char *buf,
+                                size_t size);
+
+/* PROA_AF_INET, PROA_AF_INET6, PROA_AF_UNIX, or PROA_AF_UNSPEC for anything
+ * else. */
 PROA_API int proa_sockaddr_family(const proa_sockaddr *addr);
 
 /* The port, or PROA_EINVAL for a family without ports. */
@@ -62,8 +82,10 @@ PROA_API int proa_sockaddr_ip(const proa_sockaddr *addr, char *buf,
                               size_t size);
 
 /*
- * Writes "host:port" ("127.0.0.1:80", "[::1]:80") into buf. Returns its
- * length, or PROA_EINVAL, PROA_ENOSPC (56 bytes always suffice).
+ * Writes "host:port" ("127.0.0.1:80", "[::1]:80") into buf, or the path of
+ * an AF_UNIX address (as proa_sockaddr_path). Returns its length, or
+ * PROA_EINVAL, PROA_ENOSPC (56 bytes always suffice for IP, 110 for a
+ * path).
  */
 PROA_API int proa_sockaddr_format(const proa_sockaddr *addr, char *buf,
                                   size_t size);

@@ -156,11 +156,18 @@ typedef struct proa__accept_op {
   proa__ioh *accepted; /* on success: the new connection's socket */
 #ifdef _WIN32
   uintptr_t pending; /* the SOCKET that AcceptEx fills */
-  /* AcceptEx writes both addresses here: (sizeof(sockaddr_in6) + 16) x 2
-   * with room to spare. */
+  /* AcceptEx writes both addresses here: (sizeof(sockaddr_un) + 16) x 2,
+   * the largest family's, with room to spare. */
   char addresses[2 * (128 + 16)];
 #endif
 } proa__accept_op;
+
+/* How a named-pipe server is made (see pipe_listen). */
+typedef struct proa__pipe_listen_opts {
+  int instances; /* instances kept waiting for clients, at least 1 */
+  void *security_descriptor; /* a SECURITY_DESCRIPTOR, or NULL: the
+                                current user and SYSTEM only */
+} proa__pipe_listen_opts;
 
 /* ---- the table of a backend ---- */
 
@@ -253,6 +260,20 @@ struct proa__backend_ops {
   intptr_t (*try_sendto)(proa__ioh *h, const void *buf, size_t len,
                          const proa_sockaddr *to);
   void (*sendto)(proa__ioh *h, proa__sendto_op *op);
+
+  /*
+   * Named pipes: NULL where proa_create_pipe_* is served by Unix sockets
+   * (every Unix backend). `name` is the full name (\\.\pipe\NAME).
+   * pipe_listen makes a listener handle whose accept ops
+   * (proa__socket_accept, up to accept_max in flight) complete with
+   * op->accepted = a connected pipe handle; PROA_EADDRINUSE when another
+   * server has the name. pipe_connect opens the client end at once:
+   * PROA_EBUSY when every instance is busy (the caller retries until its
+   * busy_timeout, with a short timer), PROA_ENOENT when there is no server.
+   */
+  int (*pipe_listen)(proa__backend *be, const char *name,
+                     const proa__pipe_listen_opts *o, proa__ioh **out);
+  int (*pipe_connect)(proa__backend *be, const char *name, proa__ioh **out);
 };
 
 /*

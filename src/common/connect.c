@@ -36,6 +36,7 @@ struct connector {
   size_t nlocals;
   attempt *attempts; /* one per address */
   size_t active;
+  proa__ioh *given;   /* the caller's socket for the first attempt */
   proa_handle *timer; /* happy eyeballs: starts the next attempt */
   bool done;
   int last_error;
@@ -64,6 +65,8 @@ static void connector_free(connector *c) {
   proa_handle_unref(c->timer);
   drop_lookup(&c->lookup, on_resolved, c);
   drop_lookup(&c->local_lookup, on_local_resolved, c);
+  if (c->given)
+    proa__ioh_close(c->given);
   proa_future_unref(c->waiter);
   free(c->host);
   free(c->local_host);
@@ -83,7 +86,7 @@ static void maybe_free(connector *c) {
 /* Adds "<what> <addr>: ENAME" to the message; `what` says which call. */
 static void record(connector *c, const char *what, const proa_sockaddr *addr,
                    int err) {
-  char where[64] = "?";
+  char where[112] = "?"; /* an IP address and port, or a socket path */
   size_t old = c->errors ? strlen(c->errors) : 0;
   char *grown = realloc(c->errors, old + sizeof where + 64);
   c->last_error = err;
@@ -216,8 +219,11 @@ static bool attempt_start(connector *c, size_t index) {
   a->c = c;
   a->index = index;
   a->op.complete = on_connect;
-  err = proa__socket_open(c->loop, ai->family, PROA_SOCK_STREAM, ai->protocol,
-                          &a->sock);
+  a->sock = c->given;
+  c->given = NULL;
+  err = a->sock ? 0
+                : proa__socket_open(c->loop, ai->family, PROA_SOCK_STREAM,
+                                    ai->protocol, &a->sock);
   if (err) {
     record_error(c, &ai->addr, err);
     a->sock = NULL;
@@ -231,7 +237,8 @@ static bool attempt_start(connector *c, size_t index) {
     a->sock = NULL;
     return false;
   }
-  proa__socket_setopt(a->sock, IPPROTO_TCP, TCP_NODELAY, 1);
+  if (ai->family != PROA_AF_UNIX)
+    proa__socket_setopt(a->sock, IPPROTO_TCP, TCP_NODELAY, 1);
   a->active = true;
   c->active++;
   proa__socket_connect(a->sock, &a->op, &ai->addr);
@@ -441,10 +448,9 @@ static int resolve(connector *c) {
   return err;
 }
 
-/* Wraps the caller's connected socket. Its type is checked before it is
- * adopted, so that a refused socket stays the caller's, open. */
-static int wrap_socket(proa_loop *loop, const proa_protocol *protocol,
-                       void *self, intptr_t sock, proa_future *waiter) {
+int proa__wrap_connected(proa_loop *loop, const proa_protocol *protocol,
+                         void *self, intptr_t sock, int family,
+                         proa_future *waiter) {
   proa__ioh *s;
   proa_transport *t;
   int err = proa__os_socket_type(sock);
@@ -452,6 +458,8 @@ static int wrap_socket(proa_loop *loop, const proa_protocol *protocol,
     return err;
   if (err != PROA_SOCK_STREAM)
     return PROA_EINVAL; /* asyncio: "A Stream Socket was expected" */
+  if (family && (err = proa__os_socket_family(sock)) != family)
+    return err < 0 ? err : PROA_EINVAL;
   err = proa__ioh_adopt(loop, sock, &s);
   if (err)
     return err;
@@ -482,6 +490,56 @@ static int check_options(const char *host, int port,
   return 0;
 }
 
+/* A connector for the caller's future `waiter`, registered with the loop. */
+static connector *connector_new(proa_loop *loop, const proa_protocol *protocol,
+                                void *self, const proa_connect_options *o,
+                                proa_future *waiter) {
+  connector *c = calloc(1, sizeof *c);
+  if (!c)
+    return NULL;
+  c->loop = loop;
+  proa__resource_add(loop, &c->res, close_now);
+  c->waiter = proa_future_ref(waiter);
+  c->proto = protocol;
+  c->self = self;
+  c->opts = *o;
+  return c;
+}
+
+int proa__connect_socket(proa_loop *loop, const proa_protocol *protocol,
+                         void *self, proa__ioh *sock, const proa_sockaddr *addr,
+                         proa_future **out) {
+  proa_connect_options o = PROA_CONNECT_OPTIONS_INIT;
+  connector *c = NULL;
+  int err = proa_future_new(loop, out);
+  if (!err && !(c = connector_new(loop, protocol, self, &o, *out)))
+    err = PROA_ENOMEM;
+  if (!c) {
+    proa__ioh_close(sock);
+    proa_future_unref(*out);
+    *out = NULL;
+    return err;
+  }
+  c->given = sock;
+  c->addrs = calloc(1, sizeof *c->addrs);
+  err = c->addrs ? proa_future_add_done_callback(*out, on_waiter_done, c)
+                 : PROA_ENOMEM;
+  if (!err) {
+    c->addrs[0].family = proa_sockaddr_family(addr);
+    c->addrs[0].socktype = PROA_SOCK_STREAM;
+    c->addrs[0].addr = *addr;
+    c->naddrs = 1;
+    c->have_remote = true;
+    addresses_ready(c);
+  } else {
+    c->done = true;
+    proa_future_unref(*out);
+    *out = NULL;
+  }
+  maybe_free(c);
+  return err;
+}
+
 int proa_create_connection(proa_loop *loop, const proa_protocol *protocol,
                            void *self, const char *host, int port,
                            const proa_connect_options *opts,
@@ -501,16 +559,10 @@ int proa_create_connection(proa_loop *loop, const proa_protocol *protocol,
   if (err)
     return err;
   if (o.sock != -1) {
-    err = wrap_socket(loop, protocol, self, o.sock, *out);
-  } else if (!(c = calloc(1, sizeof *c))) {
+    err = proa__wrap_connected(loop, protocol, self, o.sock, 0, *out);
+  } else if (!(c = connector_new(loop, protocol, self, &o, *out))) {
     err = PROA_ENOMEM;
   } else {
-    c->loop = loop;
-    proa__resource_add(loop, &c->res, close_now);
-    c->waiter = proa_future_ref(*out);
-    c->proto = protocol;
-    c->self = self;
-    c->opts = o;
     c->port = port;
     c->host = proa__strdup(host);
     c->local_host = proa__strdup(o.local_host);

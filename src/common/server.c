@@ -39,7 +39,13 @@ struct proa_server {
   proa_future **waiters; /* wait_closed futures */
   size_t nwaiters;
   proa_handle *backoff;
+  /* Runs once when the listeners close (a Unix server's cleanup_socket);
+   * its argument goes with the server. */
+  proa_callback on_close;
+  void *on_close_arg;
+  proa_free_fn on_close_free;
   bool registered; /* in the loop's resources */
+  bool nodelay;    /* TCP: TCP_NODELAY on each accepted connection */
   int backlog;
   bool serving;
   bool closed;
@@ -55,6 +61,8 @@ void proa_server_unref(proa_server *s) {
     return;
   if (s->factory_free)
     s->factory_free(s->factory_arg);
+  if (s->on_close_free)
+    s->on_close_free(s->on_close_arg);
   free(s->listeners);
   free(s->waiters);
   proa_loop_unref(s->loop);
@@ -160,6 +168,11 @@ static void close_listeners(proa_server *s) {
     }
   }
   update_resource(s);
+  if (closed && s->on_close) {
+    proa_callback fn = s->on_close;
+    s->on_close = NULL;
+    fn(s->on_close_arg);
+  }
   maybe_closed(s);
   while (closed-- > 0)
     proa_server_unref(s); /* each open listener held one */
@@ -191,7 +204,8 @@ static void new_connection(proa_server *s, proa__ioh *sock) {
     proa__report(s->loop, err, "server could not set up a new connection");
     return;
   }
-  proa__socket_setopt(sock, IPPROTO_TCP, TCP_NODELAY, 1);
+  if (s->nodelay)
+    proa__socket_setopt(sock, IPPROTO_TCP, TCP_NODELAY, 1);
   err = proa__transport_start(t, NULL);
   if (err) {
     /* Nothing was scheduled: drop it (and its socket) here. */
@@ -321,6 +335,8 @@ size_t proa_server_socket_count(const proa_server *s) {
 int proa_server_sockname(const proa_server *s, size_t i, proa_sockaddr *out) {
   if (!s || !out || i >= proa_server_socket_count(s))
     return PROA_EINVAL;
+  if (s->listeners[i].sock->kind != PROA__IOH_SOCKET)
+    return PROA_ENOTSUP; /* a named pipe has no socket address */
   return proa__socket_name(s->listeners[i].sock, out, false);
 }
 
@@ -527,30 +543,74 @@ static int add_hosts(setup *st, const char *host) {
   return host && *host ? add_host(st, host) : add_wildcards(st);
 }
 
-/* The caller's socket: checked and set listening before it is adopted,
- * so that a refused socket stays the caller's, open. */
-static int adopt_listener(setup *st) {
-  proa_server *s = st->s;
-  listener *l;
-  int err, type = proa__os_socket_type(st->opts.sock);
+/* Makes `sock` the server's one listener. */
+static int single_listener(proa_server *s, proa__ioh *sock) {
+  s->listeners = calloc(1, sizeof *s->listeners);
+  if (!s->listeners)
+    return PROA_ENOMEM;
+  s->listeners[0].sock = sock;
+  add_listener(s, &s->listeners[0]);
+  s->nlisteners = 1;
+  return 0;
+}
+
+int proa__adopt_listener(proa_loop *loop, intptr_t sock, int family,
+                         int backlog, proa__ioh **out) {
+  int err, type = proa__os_socket_type(sock);
+  *out = NULL;
   if (type < 0)
     return type;
   if (type != PROA_SOCK_STREAM)
     return PROA_EINVAL; /* asyncio: "A Stream Socket was expected" */
-  s->listeners = calloc(1, sizeof *s->listeners);
-  if (!s->listeners)
-    return PROA_ENOMEM;
-  l = &s->listeners[0];
-  err = proa__os_listen(st->opts.sock, st->opts.backlog);
-  if (!err)
-    err = proa__ioh_adopt(s->loop, st->opts.sock, &l->sock);
+  if (family && (err = proa__os_socket_family(sock)) != family)
+    return err < 0 ? err : PROA_EINVAL;
+  err = proa__os_listen(sock, backlog);
+  return err ? err : proa__ioh_adopt(loop, sock, out);
+}
+
+/* The caller's socket: checked and set listening before it is adopted,
+ * so that a refused socket stays the caller's, open. */
+static int adopt_listener(setup *st) {
+  proa__ioh *sock;
+  int err = proa__adopt_listener(st->s->loop, st->opts.sock, 0,
+                                 st->opts.backlog, &sock);
+  if (!err && (err = single_listener(st->s, sock)) != 0)
+    proa__ioh_close(sock);
+  return err;
+}
+
+static proa_server *server_alloc(proa_loop *loop, proa_protocol_factory factory,
+                                 void *factory_arg) {
+  proa_server *s = calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  s->refs = 1;
+  s->loop = proa_loop_ref(loop);
+  s->factory = factory;
+  s->factory_arg = factory_arg;
+  return s;
+}
+
+int proa__server_new(proa_loop *loop, proa_protocol_factory factory,
+                     void *factory_arg, proa_free_fn factory_free,
+                     proa__ioh *sock, proa_server **out) {
+  proa_server *s = server_alloc(loop, factory, factory_arg);
+  int err = s ? single_listener(s, sock) : PROA_ENOMEM;
+  *out = NULL;
   if (err) {
-    l->sock = NULL;
+    proa_server_unref(s);
     return err;
   }
-  add_listener(s, l);
-  s->nlisteners = 1;
+  s->factory_free = factory_free;
+  *out = s;
   return 0;
+}
+
+void proa__server_on_close(proa_server *s, proa_callback fn, void *arg,
+                           proa_free_fn arg_free) {
+  s->on_close = fn;
+  s->on_close_arg = arg;
+  s->on_close_free = arg_free;
 }
 
 int proa_create_server(proa_loop *loop, proa_protocol_factory factory,
@@ -582,14 +642,11 @@ int proa__create_server(proa_loop *loop, proa_protocol_factory factory,
   if (err)
     return err;
   st = calloc(1, sizeof *st);
-  if (!st || !(st->s = calloc(1, sizeof *st->s))) {
+  if (!st || !(st->s = server_alloc(loop, factory, factory_arg))) {
     free(st);
     return PROA_ENOMEM;
   }
-  st->s->refs = 1;
-  st->s->loop = proa_loop_ref(loop);
-  st->s->factory = factory;
-  st->s->factory_arg = factory_arg;
+  st->s->nodelay = true;
   st->opts = o;
   st->port = port;
   if (st->opts.backlog <= 0)

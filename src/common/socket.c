@@ -1,4 +1,5 @@
 /* Socket calls that are the same on every OS: addresses, bind, options. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,8 @@ int proa__os_family(int proa_family) {
     return AF_INET;
   case PROA_AF_INET6:
     return AF_INET6;
+  case PROA_AF_UNIX:
+    return AF_UNIX;
   default:
     return AF_UNSPEC;
   }
@@ -28,6 +31,8 @@ int proa__proa_family(int os_family) {
     return PROA_AF_INET;
   case AF_INET6:
     return PROA_AF_INET6;
+  case AF_UNIX:
+    return PROA_AF_UNIX;
   default:
     return PROA_AF_UNSPEC;
   }
@@ -78,10 +83,64 @@ int proa_sockaddr_from_ip(proa_sockaddr *out, const char *ip, int port) {
 
 int proa_sockaddr_family(const proa_sockaddr *addr) {
   struct sockaddr s;
-  if (!addr || addr->len < (int)sizeof s)
+  /* The OS may give no more than the family: an unnamed AF_UNIX peer has
+   * a length of sizeof(sa_family_t) on Linux (unix(7)). */
+  size_t need = offsetof(struct sockaddr, sa_family) + sizeof s.sa_family;
+  if (!addr || addr->len < (int)need || addr->len > (int)sizeof addr->storage)
     return PROA_AF_UNSPEC;
-  memcpy(&s, addr->storage, sizeof s);
+  memset(&s, 0, sizeof s);
+  memcpy(&s, addr->storage, need);
   return proa__proa_family(s.sa_family);
+}
+
+/* ---- AF_UNIX addresses ---- */
+
+#define SUN_PATH_OFFSET offsetof(struct sockaddr_un, sun_path)
+
+int proa_sockaddr_from_path(proa_sockaddr *out, const char *path) {
+  struct sockaddr_un un;
+  size_t n = path ? strlen(path) : 0;
+  bool abstract = n > 0 && path[0] == '@';
+  if (!out)
+    return PROA_EINVAL;
+  memset(out, 0, sizeof *out);
+  if (n == 0 || (abstract && !PROA__ABSTRACT_NAMES))
+    return PROA_EINVAL;
+  /* A path keeps room for its NUL; an abstract name has none (unix(7)). */
+  if (n > sizeof un.sun_path - (abstract ? 0 : 1))
+    return PROA_ENAMETOOLONG;
+  memset(&un, 0, sizeof un);
+  un.sun_family = AF_UNIX;
+  memcpy(un.sun_path, path, n);
+  if (abstract)
+    un.sun_path[0] = '\0';
+  memcpy(out->storage, &un, sizeof un);
+  out->len = (int)(SUN_PATH_OFFSET + n + (abstract ? 0 : 1));
+  return 0;
+}
+
+int proa_sockaddr_path(const proa_sockaddr *addr, char *buf, size_t size) {
+  struct sockaddr_un un;
+  const char *nul;
+  size_t n;
+  bool abstract;
+  if (!buf || proa_sockaddr_family(addr) != PROA_AF_UNIX)
+    return PROA_EINVAL;
+  memset(&un, 0, sizeof un);
+  n = (size_t)addr->len < sizeof un ? (size_t)addr->len : sizeof un;
+  memcpy(&un, addr->storage, n);
+  /* An unnamed socket's address is its family alone, or an empty path. */
+  n = n > SUN_PATH_OFFSET ? n - SUN_PATH_OFFSET : 0;
+  abstract = PROA__ABSTRACT_NAMES && n > 0 && un.sun_path[0] == '\0';
+  if (!abstract && (nul = memchr(un.sun_path, '\0', n)) != NULL)
+    n = (size_t)(nul - un.sun_path);
+  if (n >= size)
+    return PROA_ENOSPC;
+  memcpy(buf, un.sun_path, n);
+  if (abstract)
+    buf[0] = '@';
+  buf[n] = '\0';
+  return (int)n;
 }
 
 int proa_sockaddr_port(const proa_sockaddr *addr) {
@@ -113,7 +172,10 @@ int proa_sockaddr_ip(const proa_sockaddr *addr, char *buf, size_t size) {
 
 int proa_sockaddr_format(const proa_sockaddr *addr, char *buf, size_t size) {
   char host[NI_MAXHOST];
-  int n, port = proa_sockaddr_port(addr);
+  int n, port;
+  if (proa_sockaddr_family(addr) == PROA_AF_UNIX)
+    return proa_sockaddr_path(addr, buf, size);
+  port = proa_sockaddr_port(addr);
   if (port < 0 || !buf)
     return PROA_EINVAL;
   n = proa_sockaddr_ip(addr, host, sizeof host);
@@ -251,6 +313,28 @@ int proa__socket_type(proa__ioh *s) {
 
 int proa__os_listen(intptr_t fd, int backlog) {
   return listen((proa__os_socket)fd, backlog) == 0 ? 0 : last_error();
+}
+
+int proa__os_socket_family(intptr_t fd) {
+#ifdef _WIN32
+  /* getsockname fails on an unbound Winsock socket; this never does. */
+  WSAPROTOCOL_INFOW pi;
+  int len = (int)sizeof pi;
+  if (fd == -1)
+    return PROA_EBADF;
+  if (getsockopt((SOCKET)fd, SOL_SOCKET, SO_PROTOCOL_INFOW, (char *)&pi,
+                 &len) != 0)
+    return last_error();
+  return proa__proa_family(pi.iAddressFamily);
+#else
+  struct sockaddr_storage ss;
+  socklen_t len = (socklen_t)sizeof ss;
+  if (fd == -1)
+    return PROA_EBADF;
+  if (getsockname((int)fd, (struct sockaddr *)&ss, &len) != 0)
+    return last_error();
+  return proa__proa_family(ss.ss_family);
+#endif
 }
 
 int proa__os_socket_type(intptr_t fd) {

@@ -11,6 +11,10 @@
 #ifdef _WIN32
 #include <winsock2.h>
 #include <ws2tcpip.h>
+#include <afunix.h> /* sockaddr_un: Windows 10 1803 and later have AF_UNIX */
+#ifndef AF_UNIX
+#define AF_UNIX 1
+#endif
 typedef SOCKET proa__os_socket;
 typedef int proa__socklen;
 #define proa__socket_errno() WSAGetLastError()
@@ -21,6 +25,7 @@ typedef int proa__socklen;
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 typedef int proa__os_socket;
 typedef socklen_t proa__socklen;
@@ -28,6 +33,14 @@ typedef socklen_t proa__socklen;
 #endif
 
 #include "internal.h"
+
+/* Linux alone has abstract AF_UNIX names (unix(7)): a sun_path that starts
+ * with a NUL names no file. */
+#ifdef __linux__
+#define PROA__ABSTRACT_NAMES 1
+#else
+#define PROA__ABSTRACT_NAMES 0
+#endif
 
 /* The OS's AF_* for a PROA_AF_* value (AF_UNSPEC for unknown ones). */
 int proa__os_family(int proa_family);
@@ -57,6 +70,8 @@ int proa__socket_type(proa__ioh *s);
  * caller's.
  */
 int proa__os_socket_type(intptr_t fd);
+/* The PROA_AF_* family of an OS socket not adopted yet, or an error. */
+int proa__os_socket_family(intptr_t fd);
 /* listen() on an OS socket not adopted yet. */
 int proa__os_listen(intptr_t fd, int backlog);
 /* The pending error of a socket (SO_ERROR), translated. */

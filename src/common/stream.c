@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "channel.h"
+#include "local.h"
 #include "sockets.h"
 #include "transport.h"
 
@@ -639,6 +640,21 @@ static intptr_t st_os_handle(const proa_transport *tr) {
   return proa__channel_socket(&CS(tr)->ch);
 }
 
+/* Only a local socket has a peer that the OS can name. */
+static int st_peer_cred(const proa_transport *tr, proa_peer_cred *out) {
+  proa__ioh *sock = CS(tr)->ch.sock;
+  int family;
+  if (!sock)
+    return PROA_ECLOSED;
+  family = sock->kind == PROA__IOH_SOCKET ? proa__os_socket_family(sock->os)
+                                          : PROA_ENOTSUP;
+  if (family < 0)
+    return family;
+  if (family != PROA_AF_UNIX)
+    return PROA_ENOTSUP;
+  return proa__socket_peer_cred(sock->os, out);
+}
+
 static void *st_get_protocol(const proa_transport *tr) {
   return CS(tr)->ch.proto.self;
 }
@@ -668,6 +684,7 @@ static const proa__transport_class stream_transport = {
     .get_write_buffer_size = st_get_write_buffer_size,
     .name = st_name,
     .os_handle = st_os_handle,
+    .peer_cred = st_peer_cred,
     .get_protocol = st_get_protocol,
     .set_protocol = st_set_protocol,
     .when_drained = st_when_drained,

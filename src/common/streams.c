@@ -413,6 +413,69 @@ int proa_stream_wait_closed(proa_stream *s, proa_future **out) {
 
 proa_transport *proa_stream_transport(const proa_stream *s) { return s->t; }
 
+/* ---- where a stream connects or listens ---- */
+
+/* A host and port, a socket path or a pipe name, with the options of the
+ * call that connects or listens there. */
+typedef struct endpoint {
+  const char *name;
+  int port;
+  const void *opts;
+} endpoint;
+
+/* create_connection and its kin, given the stream's protocol and self. */
+typedef int (*connect_fn)(proa_loop *loop, const proa_protocol *protocol,
+                          void *self, const endpoint *e, proa_future **out);
+
+static int connect_tcp(proa_loop *loop, const proa_protocol *protocol,
+                       void *self, const endpoint *e, proa_future **out) {
+  return proa_create_connection(loop, protocol, self, e->name, e->port,
+                                (const proa_connect_options *)e->opts, out);
+}
+
+static int connect_unix(proa_loop *loop, const proa_protocol *protocol,
+                        void *self, const endpoint *e, proa_future **out) {
+  return proa_create_unix_connection(loop, protocol, self, e->name,
+                                     (const proa_unix_connect_options *)e->opts,
+                                     out);
+}
+
+static int connect_pipe(proa_loop *loop, const proa_protocol *protocol,
+                        void *self, const endpoint *e, proa_future **out) {
+  return proa_create_pipe_connection(loop, protocol, self, e->name,
+                                     (const proa_pipe_connect_options *)e->opts,
+                                     out);
+}
+
+/* create_server and its kin; factory_arg goes with factory_free. */
+typedef int (*serve_fn)(proa_loop *loop, proa_protocol_factory factory,
+                        void *factory_arg, proa_free_fn factory_free,
+                        const endpoint *e, proa_future **out);
+
+static int serve_tcp(proa_loop *loop, proa_protocol_factory factory,
+                     void *factory_arg, proa_free_fn factory_free,
+                     const endpoint *e, proa_future **out) {
+  return proa__create_server(loop, factory, factory_arg, factory_free, e->name,
+                             e->port, (const proa_server_options *)e->opts,
+                             out);
+}
+
+static int serve_unix(proa_loop *loop, proa_protocol_factory factory,
+                      void *factory_arg, proa_free_fn factory_free,
+                      const endpoint *e, proa_future **out) {
+  return proa__create_unix_server(
+      loop, factory, factory_arg, factory_free, e->name,
+      (const proa_unix_server_options *)e->opts, out);
+}
+
+static int serve_pipe(proa_loop *loop, proa_protocol_factory factory,
+                      void *factory_arg, proa_free_fn factory_free,
+                      const endpoint *e, proa_future **out) {
+  return proa__create_pipe_server(
+      loop, factory, factory_arg, factory_free, e->name,
+      (const proa_pipe_server_options *)e->opts, out);
+}
+
 /* ---- open_connection ---- */
 
 typedef struct opening {
@@ -449,9 +512,8 @@ static void dropped(proa_future *f, void *arg) {
   free(o);
 }
 
-int proa_open_connection(proa_loop *loop, const char *host, int port,
-                         const proa_connect_options *opts, size_t limit,
-                         proa_future **out) {
+static int open_stream(proa_loop *loop, connect_fn connect_with,
+                       const endpoint *e, size_t limit, proa_future **out) {
   opening *o;
   proa_future *inner;
   int err;
@@ -466,8 +528,7 @@ int proa_open_connection(proa_loop *loop, const char *host, int port,
     free(o);
     return PROA_ENOMEM;
   }
-  err = proa_create_connection(loop, &stream_protocol, o->s, host, port, opts,
-                               &inner);
+  err = connect_with(loop, &stream_protocol, o->s, e, &inner);
   if (!err)
     err = proa_future_new(loop, &o->outer);
   if (!err)
@@ -483,6 +544,27 @@ int proa_open_connection(proa_loop *loop, const char *host, int port,
   }
   *out = proa_future_ref(o->outer);
   return 0;
+}
+
+int proa_open_connection(proa_loop *loop, const char *host, int port,
+                         const proa_connect_options *opts, size_t limit,
+                         proa_future **out) {
+  endpoint e = {host, port, opts};
+  return open_stream(loop, connect_tcp, &e, limit, out);
+}
+
+int proa_open_unix_connection(proa_loop *loop, const char *path,
+                              const proa_unix_connect_options *opts,
+                              size_t limit, proa_future **out) {
+  endpoint e = {path, 0, opts};
+  return open_stream(loop, connect_unix, &e, limit, out);
+}
+
+int proa_open_pipe_connection(proa_loop *loop, const char *name,
+                              const proa_pipe_connect_options *opts,
+                              size_t limit, proa_future **out) {
+  endpoint e = {name, 0, opts};
+  return open_stream(loop, connect_pipe, &e, limit, out);
 }
 
 /* ---- start_server ---- */
@@ -530,10 +612,9 @@ static int make_stream(void *arg, const proa_protocol **protocol, void **self) {
   return 0;
 }
 
-int proa_start_server(proa_loop *loop, proa_stream_handler handler, void *arg,
-                      const char *host, int port,
-                      const proa_server_options *opts, size_t limit,
-                      proa_future **out) {
+static int start_stream_server(proa_loop *loop, proa_stream_handler handler,
+                               void *arg, serve_fn serve, const endpoint *e,
+                               size_t limit, proa_future **out) {
   serving *sv;
   int err;
   if (out)
@@ -547,8 +628,32 @@ int proa_start_server(proa_loop *loop, proa_stream_handler handler, void *arg,
   sv->handler = handler;
   sv->arg = arg;
   sv->limit = limit;
-  err = proa__create_server(loop, make_stream, sv, free, host, port, opts, out);
+  err = serve(loop, make_stream, sv, free, e, out);
   if (err)
     free(sv);
   return err;
+}
+
+int proa_start_server(proa_loop *loop, proa_stream_handler handler, void *arg,
+                      const char *host, int port,
+                      const proa_server_options *opts, size_t limit,
+                      proa_future **out) {
+  endpoint e = {host, port, opts};
+  return start_stream_server(loop, handler, arg, serve_tcp, &e, limit, out);
+}
+
+int proa_start_unix_server(proa_loop *loop, proa_stream_handler handler,
+                           void *arg, const char *path,
+                           const proa_unix_server_options *opts, size_t limit,
+                           proa_future **out) {
+  endpoint e = {path, 0, opts};
+  return start_stream_server(loop, handler, arg, serve_unix, &e, limit, out);
+}
+
+int proa_start_pipe_server(proa_loop *loop, proa_stream_handler handler,
+                           void *arg, const char *name,
+                           const proa_pipe_server_options *opts, size_t limit,
+                           proa_future **out) {
+  endpoint e = {name, 0, opts};
+  return start_stream_server(loop, handler, arg, serve_pipe, &e, limit, out);
 }

@@ -103,6 +103,12 @@ intptr_t proa_transport_socket(const proa_transport *t) {
   return t ? t->cls->os_handle(t) : -1;
 }
 
+int proa_transport_peer_cred(const proa_transport *t, proa_peer_cred *out) {
+  if (!t || !out)
+    return PROA_EINVAL;
+  return t->cls->peer_cred ? t->cls->peer_cred(t, out) : PROA_ENOTSUP;
+}
+
 void *proa_transport_get_protocol(const proa_transport *t) {
   return t ? t->cls->get_protocol(t) : NULL;
 }

@@ -31,6 +31,9 @@ typedef struct proa__transport_class {
   /* getpeername (peer) or getsockname; PROA_ENOTSUP where there is none. */
   int (*name)(const proa_transport *t, proa_sockaddr *out, bool peer);
   intptr_t (*os_handle)(const proa_transport *t);
+  /* Who is on the other end (proa_transport_peer_cred); NULL: PROA_ENOTSUP
+   * for every transport of the class. */
+  int (*peer_cred)(const proa_transport *t, proa_peer_cred *out);
   void *(*get_protocol)(const proa_transport *t);
   void (*set_protocol)(proa_transport *t, const proa_protocol *protocol,
                        void *self);
@@ -103,6 +106,61 @@ int proa__create_server(proa_loop *loop, proa_protocol_factory factory,
                         void *factory_arg, proa_free_fn factory_free,
                         const char *host, int port,
                         const proa_server_options *opts, proa_future **out);
+
+/* The same for create_unix_server and create_pipe_server (unix.c,
+ * pipe_server.c). */
+int proa__create_unix_server(proa_loop *loop, proa_protocol_factory factory,
+                             void *factory_arg, proa_free_fn factory_free,
+                             const char *path,
+                             const proa_unix_server_options *opts,
+                             proa_future **out);
+int proa__create_pipe_server(proa_loop *loop, proa_protocol_factory factory,
+                             void *factory_arg, proa_free_fn factory_free,
+                             const char *name,
+                             const proa_pipe_server_options *opts,
+                             proa_future **out);
+
+/*
+ * A server over a listening handle that the caller made (a Unix socket, a
+ * named pipe), not serving yet, with one reference for the caller. The
+ * server owns `sock` from then on; on failure the caller keeps it.
+ * factory_arg goes with factory_free, as in proa__create_server.
+ */
+int proa__server_new(proa_loop *loop, proa_protocol_factory factory,
+                     void *factory_arg, proa_free_fn factory_free,
+                     proa__ioh *sock, proa_server **out);
+
+/* fn(arg) runs once, when the server's listeners close (proa_server_close
+ * or the loop closing); arg_free(arg) runs when the server goes. */
+void proa__server_on_close(proa_server *s, proa_callback fn, void *arg,
+                           proa_free_fn arg_free);
+
+/*
+ * The caller's OS socket for a server: checked (a stream socket, of
+ * `family` unless 0), set listening and adopted into *out. A refused socket
+ * stays the caller's, open: PROA_EINVAL for the wrong type or family.
+ */
+int proa__adopt_listener(proa_loop *loop, intptr_t sock, int family,
+                         int backlog, proa__ioh **out);
+
+/*
+ * create_connection over a socket that the caller opened (an AF_UNIX one),
+ * to the one address `addr`: the attempt, its errors and the transport are
+ * those of proa_create_connection. The connection owns `sock` from the
+ * call on, even when it fails.
+ */
+int proa__connect_socket(proa_loop *loop, const proa_protocol *protocol,
+                         void *self, proa__ioh *sock, const proa_sockaddr *addr,
+                         proa_future **out);
+
+/*
+ * Wraps the caller's connected OS socket (opts.sock) in a transport that
+ * completes `waiter`. It is checked first (a stream socket, of `family`
+ * unless 0), so that a refused socket stays the caller's, open.
+ */
+int proa__wrap_connected(proa_loop *loop, const proa_protocol *protocol,
+                         void *self, intptr_t sock, int family,
+                         proa_future *waiter);
 
 /* See proa__transport_class.when_drained. */
 static inline void proa__transport_when_drained(proa_transport *t,

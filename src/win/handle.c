@@ -25,8 +25,12 @@
 #ifndef SIO_BASE_HANDLE
 #define SIO_BASE_HANDLE _WSAIOR(IOC_WS2, 34)
 #endif
-/* What AcceptEx needs per address: the largest sockaddr plus 16 bytes. */
-#define ACCEPT_ADDR_LEN (sizeof(struct sockaddr_in6) + 16)
+/* What AcceptEx needs per address: the largest sockaddr of the families
+ * it serves plus 16 bytes. AF_UNIX's sockaddr_un (110 bytes) is the
+ * largest; too small a length fails an AF_UNIX AcceptEx. */
+#define ACCEPT_ADDR_LEN (sizeof(SOCKADDR_UN) + 16)
+typedef char accept_addresses_fit
+    [2 * ACCEPT_ADDR_LEN <= sizeof(((proa__accept_op *)0)->addresses) ? 1 : -1];
 /* One WSABUF holds at most this much; a larger buffer is sent in parts. */
 #define MAX_WSABUF_LEN (1u << 30)
 
@@ -908,7 +912,9 @@ void proa__iocp_sendto(proa__ioh *h, proa__sendto_op *sop) {
   submitted(s, &s->write, call_error(rc), (intptr_t)n);
 }
 
-/* ConnectEx insists on a bound socket: the wildcard of its family. */
+/* ConnectEx insists on a bound socket: the wildcard of its family, or
+ * for AF_UNIX the unnamed address (a family and an empty path: gRPC's
+ * Windows event engine does the same). */
 static int bind_if_unbound(whandle *s) {
   struct sockaddr_storage ss;
   int len = (int)sizeof ss;
@@ -916,8 +922,9 @@ static int bind_if_unbound(whandle *s) {
     return 0;
   memset(&ss, 0, sizeof ss);
   ss.ss_family = (ADDRESS_FAMILY)s->info.family;
-  len = s->info.family == AF_INET6 ? (int)sizeof(struct sockaddr_in6)
-                                   : (int)sizeof(struct sockaddr_in);
+  len = s->info.family == AF_INET6  ? (int)sizeof(struct sockaddr_in6)
+        : s->info.family == AF_UNIX ? (int)sizeof(struct sockaddr)
+                                    : (int)sizeof(struct sockaddr_in);
   if (bind(s->sock, (struct sockaddr *)&ss, len) == 0)
     return 0;
   /* WSAEINVAL: bound after all (getsockname can fail for other reasons). */

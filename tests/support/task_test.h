@@ -316,38 +316,55 @@ protected:
     return rc;
   }
 
+  // A stream server made by `start` (proa_start_server or one of its kin,
+  // given the handler and its argument), running `handler` for each
+  // connection; awaited, and closed at the end of the test. Returns the
+  // server (borrowed), or nullptr on failure.
+  using StartFn =
+      std::function<int(proa_stream_handler, void *, proa_future **)>;
+  proa_server *StartServerWith(const StartFn &start, Handler handler) {
+    handlers_.push_back(std::move(handler));
+    proa_future *f = nullptr;
+    int rc = start(RunHandler, &handlers_.back(), &f);
+    EXPECT_EQ(0, rc) << proa_err_name(rc);
+    if (rc != 0)
+      return nullptr;
+    rc = proa_net_test::Await(loop, f);
+    EXPECT_EQ(0, rc) << "start_server: " << proa_err_name(rc);
+    void *v = nullptr;
+    proa_server *srv = nullptr;
+    if (rc == 0 && proa_future_result(f, &v) == 0 && v != nullptr) {
+      srv = proa_server_ref(static_cast<proa_server *>(v));
+      stream_servers_.push_back(srv);
+    }
+    proa_future_unref(f);
+    return srv;
+  }
+
   // A stream server on 127.0.0.1 (free port) running `handler` for each
   // connection. Returns the port, or 0 on failure.
   int StartServer(Handler handler, size_t limit = 0,
                   const proa_server_options *opts = nullptr) {
-    handlers_.push_back(std::move(handler));
-    proa_future *f = nullptr;
-    int rc = proa_start_server(loop, RunHandler, &handlers_.back(), "127.0.0.1",
-                               0, opts, limit, &f);
-    EXPECT_EQ(0, rc) << proa_err_name(rc);
-    if (rc != 0)
-      return 0;
-    rc = proa_net_test::Await(loop, f);
-    EXPECT_EQ(0, rc) << "start_server: " << proa_err_name(rc);
+    proa_server *srv = StartServerWith(
+        [this, limit, opts](proa_stream_handler h, void *arg, proa_future **f) {
+          return proa_start_server(loop, h, arg, "127.0.0.1", 0, opts, limit,
+                                   f);
+        },
+        std::move(handler));
     int port = 0;
-    void *v = nullptr;
-    if (rc == 0 && proa_future_result(f, &v) == 0 && v != nullptr) {
-      proa_server *srv = proa_server_ref(static_cast<proa_server *>(v));
-      stream_servers_.push_back(srv);
-      proa_sockaddr a;
-      if (proa_server_sockname(srv, 0, &a) == 0)
-        port = proa_sockaddr_port(&a);
-    }
-    proa_future_unref(f);
+    proa_sockaddr a;
+    if (srv != nullptr && proa_server_sockname(srv, 0, &a) == 0)
+      port = proa_sockaddr_port(&a);
     EXPECT_GT(port, 0);
     return port;
   }
 
-  // open_connection to 127.0.0.1:port, awaited from outside a task. The
-  // stream is closed and released at the end of the test.
-  proa_stream *Open(int port, size_t limit = 0) {
+  // A stream that `open` makes (proa_open_connection or one of its kin),
+  // awaited from outside a task. The stream is closed and released at the
+  // end of the test.
+  proa_stream *OpenWith(const std::function<int(proa_future **)> &open) {
     proa_future *f = nullptr;
-    int rc = proa_open_connection(loop, "127.0.0.1", port, nullptr, limit, &f);
+    int rc = open(&f);
     EXPECT_EQ(0, rc) << proa_err_name(rc);
     if (rc != 0)
       return nullptr;
@@ -359,6 +376,13 @@ protected:
       s = Track(static_cast<proa_stream *>(v));
     proa_future_unref(f);
     return s;
+  }
+
+  // open_connection to 127.0.0.1:port, awaited from outside a task.
+  proa_stream *Open(int port, size_t limit = 0) {
+    return OpenWith([this, port, limit](proa_future **f) {
+      return proa_open_connection(loop, "127.0.0.1", port, nullptr, limit, f);
+    });
   }
 
   // Keeps a reference to `s` until the end of the test, then closes it.
