@@ -18,7 +18,8 @@ typedef enum bench_impl {
 typedef enum bench_kind {
   BENCH_TCP_ECHO,
   BENCH_UDP_ECHO,
-  BENCH_UDP_SINK
+  BENCH_UDP_SINK,
+  BENCH_LOCAL_ECHO /* a Unix-domain stream socket, at bench_local_path */
 } bench_kind;
 
 /*
@@ -59,6 +60,9 @@ int bench_serve_uv(const bench_server_cfg *cfg);
 int bench_serve_proa_udp(const char *backend, const bench_server_cfg *cfg);
 int bench_serve_uv_udp(const bench_server_cfg *cfg);
 
+/* Where the local server of process `pid` listens. */
+void bench_local_path(int pid, char *buf, size_t size);
+
 /* Server-side helpers (report.c). */
 double bench_now(void);
 long bench_rss_bytes(void);
@@ -84,7 +88,7 @@ typedef struct bench_options {
   int only_conns;   /* 0, or the one concurrency to run */
   size_t only_size; /* 0, or the one message size to run */
   int task_conns;   /* concurrent connections of the task benchmark */
-  bool echo, idle, udp, tasks;
+  bool echo, idle, udp, tasks, local;
   bool impls[BENCH_NIMPLS];
 } bench_options;
 
@@ -94,7 +98,7 @@ extern const char *const bench_impl_names[BENCH_NIMPLS];
 typedef struct bench_server {
   pid_t pid;
   int fd;
-  int port;
+  int port; /* 0 for a local server: it listens at bench_local_path(pid) */
   bench_shared *shared; /* mapped for the server's life */
   char buf[512];
   size_t len;
@@ -146,12 +150,13 @@ const char *bench_fmt_ratio(double a, double b, char *buf, size_t size);
 
 /* ---- client side (client.c, udp_client.c), run in the driver ---- */
 
-/* Drives the echo server at 127.0.0.1:port, process server_pid (0: do not
- * measure its CPU time). Returns 0, or -1 if the connections failed. */
-int bench_echo(int port, int server_pid, int nconns, size_t size, double warmup,
+/* Drives the echo server s: at 127.0.0.1:port, or at its local path when
+ * the port is 0; measures the CPU time of s->pid unless it is 0. Returns
+ * 0, or -1 if the connections failed. */
+int bench_echo(const bench_server *s, int nconns, size_t size, double warmup,
                double duration, bench_echo_result *out);
-/* Opens n idle connections; returns how many, their fds in fds[]. */
-int bench_idle_open(int port, int n, int *fds);
+/* Opens n idle connections to s; returns how many, their fds in fds[]. */
+int bench_idle_open(const bench_server *s, int n, int *fds);
 void bench_idle_close(int *fds, int n);
 
 /* UDP ping-pong: nclients sockets, one datagram in flight each. */

@@ -10,6 +10,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -40,24 +41,36 @@ typedef struct echo_run {
   bool verified;
 } echo_run;
 
-/* A blocking connect to 127.0.0.1:port with TCP_NODELAY; -1 on failure.
- * SO_SNDTIMEO bounds the connect too, should the server stop accepting. */
-static int connect_loopback(int port) {
-  struct sockaddr_in a;
+/* A blocking connect to the server: 127.0.0.1:port with TCP_NODELAY, or
+ * its Unix socket when the port is 0; -1 on failure. SO_SNDTIMEO bounds
+ * the connect too, should the server stop accepting. */
+static int connect_server(const bench_server *s) {
+  struct sockaddr_storage ss;
+  struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+  struct sockaddr_un *un = (struct sockaddr_un *)&ss;
   struct timeval limit = {CONNECT_TIMEOUT, 0};
-  int one = 1, fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  bool local = s->port == 0;
+  int one = 1,
+      fd = socket(local ? AF_UNIX : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -1;
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+  memset(&ss, 0, sizeof ss);
+  if (local) {
+    un->sun_family = AF_UNIX;
+    bench_local_path(s->pid, un->sun_path, sizeof un->sun_path);
+  } else {
+    in->sin_family = AF_INET;
+    in->sin_port = htons((uint16_t)s->port);
+    in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  }
+  if (connect(fd, (struct sockaddr *)&ss, local ? sizeof *un : sizeof *in) !=
+      0) {
     close(fd);
     return -1;
   }
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (!local)
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return fd;
 }
 
@@ -120,12 +133,12 @@ static void pump_recv(echo_run *r, echo_conn *c) {
   pump_send(r, c);
 }
 
-static int open_conns(echo_run *r, int port) {
+static int open_conns(echo_run *r, const bench_server *s) {
   int i;
   for (i = 0; i < r->nconns; i++) {
     echo_conn *c = &r->conns[i];
     struct epoll_event ev;
-    c->fd = connect_loopback(port);
+    c->fd = connect_server(s);
     if (c->fd < 0)
       return -1;
     c->sent = c->recvd = 0;
@@ -211,13 +224,13 @@ static void echo_teardown(echo_run *r) {
   free(r->scratch);
 }
 
-int bench_echo(int port, int server_pid, int nconns, size_t size, double warmup,
+int bench_echo(const bench_server *s, int nconns, size_t size, double warmup,
                double duration, bench_echo_result *out) {
   echo_run r;
   int rc = echo_setup(&r, nconns, size);
-  r.server_pid = server_pid;
+  r.server_pid = s->pid;
   if (rc == 0)
-    rc = open_conns(&r, port);
+    rc = open_conns(&r, s);
   if (rc == 0) {
     out->rate = drive(&r, warmup, duration);
     out->cpu_us = r.cpu_ns >= 0 && r.done > 0 ? r.cpu_ns / 1e3 / r.done : -1;
@@ -229,10 +242,10 @@ int bench_echo(int port, int server_pid, int nconns, size_t size, double warmup,
   return rc;
 }
 
-int bench_idle_open(int port, int n, int *fds) {
+int bench_idle_open(const bench_server *s, int n, int *fds) {
   int i;
   for (i = 0; i < n; i++) {
-    fds[i] = connect_loopback(port);
+    fds[i] = connect_server(s);
     if (fds[i] < 0)
       break;
   }

@@ -22,7 +22,7 @@ const char *const bench_impl_names[BENCH_NIMPLS] = {"proa epoll", "proa poll",
 
 int bench_run_server(bench_impl impl, const bench_server_cfg *cfg) {
   const char *backend = impl == BENCH_PROA_EPOLL ? "epoll" : "poll";
-  if (cfg->kind != BENCH_TCP_ECHO)
+  if (cfg->kind == BENCH_UDP_ECHO || cfg->kind == BENCH_UDP_SINK)
     return impl == BENCH_LIBUV ? bench_serve_uv_udp(cfg)
                                : bench_serve_proa_udp(backend, cfg);
   return impl == BENCH_LIBUV ? bench_serve_uv(cfg)
@@ -61,6 +61,7 @@ static void child_main(bench_impl impl, bench_kind kind, int report_fd,
 }
 
 void bench_server_stop(bench_server *s) {
+  char path[108];
   int i, status;
   if (s->shared)
     munmap(s->shared, sizeof *s->shared);
@@ -75,6 +76,8 @@ void bench_server_stop(bench_server *s) {
     waitpid(s->pid, &status, 0);
   }
   close(s->fd);
+  bench_local_path(s->pid, path, sizeof path); /* if it made one */
+  unlink(path);
   s->pid = 0;
 }
 

@@ -17,17 +17,34 @@ static const char *const impl_args[BENCH_NIMPLS] = {"proa-epoll", "proa-poll",
                                                     "libuv"};
 
 static const char *fmt_size(size_t size) {
-  return size == 1024 ? "1 KiB" : size == 10240 ? "10 KiB" : "100 KiB";
+  return size == 1024    ? "1 KiB"
+         : size == 10240 ? "10 KiB"
+         : size == 65536 ? "64 KiB"
+                         : "100 KiB";
 }
 
-/* ---- the echo benchmark ---- */
+/* ---- the echo benchmarks: TCP, and local (Unix) sockets ---- */
 
 #define NSIZES 3
 #define NCONNS 3
-static const size_t echo_sizes[NSIZES] = {1024, 10240, 102400};
-static const int echo_conns[NCONNS] = {1, 10, 100};
+
+/* What one echo benchmark runs: its cells and the title of its tables. */
+typedef struct echo_spec {
+  bench_kind kind;
+  const char *title;
+  size_t sizes[NSIZES]; /* 0-ended when fewer */
+  int conns[NCONNS];    /* 0-ended when fewer */
+} echo_spec;
+
+static const echo_spec tcp_spec = {
+    BENCH_TCP_ECHO, "TCP echo", {1024, 10240, 102400}, {1, 10, 100}};
+static const echo_spec local_spec = {BENCH_LOCAL_ECHO,
+                                     "Unix-socket echo (libuv: uv_pipe)",
+                                     {1024, 65536, 0},
+                                     {1, 10, 0}};
 
 typedef struct echo_table {
+  const echo_spec *spec;
   bench_cell cells[NSIZES][NCONNS][BENCH_NIMPLS];
 } echo_table;
 
@@ -55,23 +72,23 @@ static void print_cpu_row(int conns, size_t size, const bench_cell *cells) {
          bench_fmt_ratio(cells[BENCH_PROA_POLL].cpu, uv, r2, sizeof r2));
 }
 
-static void print_echo_tables(const echo_table *t) {
+static void print_echo_table(const echo_table *t, bool cpu) {
+  const echo_spec *sp = t->spec;
   int i, j;
-  printf("\n### TCP echo: round trips per second (higher is better)\n\n");
+  if (cpu)
+    printf("\n### %s: server CPU time per round trip, user + system, best "
+           "round (us; lower is better)\n\n",
+           sp->title);
+  else
+    printf("\n### %s: round trips per second (higher is better)\n\n",
+           sp->title);
   printf("| conns | message | proa epoll | proa poll | libuv | epoll / libuv "
          "| poll / libuv |\n|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (i = 0; i < NSIZES; i++)
-    for (j = 0; j < NCONNS; j++)
+  for (i = 0; i < NSIZES && sp->sizes[i]; i++)
+    for (j = 0; j < NCONNS && sp->conns[j]; j++)
       if (t->cells[i][j][0].n || t->cells[i][j][1].n || t->cells[i][j][2].n)
-        print_rate_row(echo_conns[j], echo_sizes[i], t->cells[i][j]);
-  printf("\n### TCP echo: server CPU time per round trip, user + system, "
-         "best round (us; lower is better)\n\n");
-  printf("| conns | message | proa epoll | proa poll | libuv | epoll / libuv "
-         "| poll / libuv |\n|---:|---:|---:|---:|---:|---:|---:|\n");
-  for (i = 0; i < NSIZES; i++)
-    for (j = 0; j < NCONNS; j++)
-      if (t->cells[i][j][0].n || t->cells[i][j][1].n || t->cells[i][j][2].n)
-        print_cpu_row(echo_conns[j], echo_sizes[i], t->cells[i][j]);
+        (cpu ? print_cpu_row : print_rate_row)(sp->conns[j], sp->sizes[i],
+                                               t->cells[i][j]);
   fflush(stdout);
 }
 
@@ -84,8 +101,8 @@ static void echo_cell(const bench_server *servers, const bench_options *o,
       bench_echo_result res = BENCH_ECHO_RESULT_INIT;
       if (!o->impls[i])
         continue;
-      if (bench_echo(servers[i].port, servers[i].pid, conns, size, o->warmup,
-                     o->duration, &res) != 0)
+      if (bench_echo(&servers[i], conns, size, o->warmup, o->duration, &res) !=
+          0)
         res.errors = 1;
       bench_cell_add(&cells[i], &res);
     }
@@ -93,27 +110,32 @@ static void echo_cell(const bench_server *servers, const bench_options *o,
   fprintf(stderr, "echo %d x %s done\n", conns, fmt_size(size));
 }
 
-static bool cell_wanted(const bench_options *o, int i, int j) {
-  return (!o->only_size || o->only_size == echo_sizes[i]) &&
-         (!o->only_conns || o->only_conns == echo_conns[j]);
+static bool cell_wanted(const bench_options *o, const echo_spec *sp, int i,
+                        int j) {
+  return sp->sizes[i] && sp->conns[j] &&
+         (!o->only_size || o->only_size == sp->sizes[i]) &&
+         (!o->only_conns || o->only_conns == sp->conns[j]);
 }
 
-static int echo_bench(const bench_options *o) {
+static int echo_bench(const bench_options *o, const echo_spec *sp) {
   bench_server servers[BENCH_NIMPLS];
   echo_table *t = calloc(1, sizeof *t);
   int i, j, rc = t ? 0 : -1;
   memset(servers, 0, sizeof servers);
   for (i = 0; i < BENCH_NIMPLS && !rc; i++)
     if (o->impls[i])
-      rc = bench_server_start(&servers[i], (bench_impl)i, BENCH_TCP_ECHO, 0);
+      rc = bench_server_start(&servers[i], (bench_impl)i, sp->kind, 0);
   for (i = 0; i < NSIZES && !rc; i++)
     for (j = 0; j < NCONNS; j++)
-      if (cell_wanted(o, i, j))
-        echo_cell(servers, o, echo_conns[j], echo_sizes[i], t->cells[i][j]);
+      if (cell_wanted(o, sp, i, j))
+        echo_cell(servers, o, sp->conns[j], sp->sizes[i], t->cells[i][j]);
   for (i = 0; i < BENCH_NIMPLS; i++)
     bench_server_stop(&servers[i]);
-  if (!rc)
-    print_echo_tables(t);
+  if (!rc) {
+    t->spec = sp;
+    print_echo_table(t, false);
+    print_echo_table(t, true);
+  }
   free(t);
   return rc;
 }
@@ -131,7 +153,7 @@ static void idle_measure(bench_server *s, int n, int *fds, idle_result *out) {
   char line[256];
   long rss0, rss1;
   double t0 = bench_now(), t1, t_full, t_empty;
-  int opened = bench_idle_open(s->port, n, fds);
+  int opened = bench_idle_open(s, n, fds);
   if (opened < n) {
     fprintf(stderr, "only %d of %d connections opened\n", opened, n);
     bench_idle_close(fds, opened);
@@ -218,8 +240,10 @@ static int usage(void) {
           "usage: proa_bench [--warmup S] [--duration S] [--rounds N]\n"
           "                  [--idle N] [--task-conns N]\n"
           "                  [--echo-only | --idle-only | --udp-only | "
-          "--tasks-only]\n"
-          "                  [--conns 1|10|100] [--size 1024|10240|102400]\n"
+          "--tasks-only |\n"
+          "                   --local-only]\n"
+          "                  [--conns 1|10|100] [--size "
+          "1024|10240|65536|102400]\n"
           "                  [--impl proa-epoll|proa-poll|libuv]...\n"
           "       proa_bench serve IMPL        (prints its port; SIGTERM "
           "stops it)\n"
@@ -235,18 +259,20 @@ static int usage(void) {
   return 2;
 }
 
-/* --echo-only, --idle-only, --udp-only, --tasks-only. */
+/* --echo-only, --idle-only, --udp-only, --tasks-only, --local-only. */
 static bool parse_only(bench_options *o, const char *a) {
   bool echo = strcmp(a, "--echo-only") == 0,
        idle = strcmp(a, "--idle-only") == 0;
   bool udp = strcmp(a, "--udp-only") == 0,
        tasks = strcmp(a, "--tasks-only") == 0;
-  if (!echo && !idle && !udp && !tasks)
+  bool local = strcmp(a, "--local-only") == 0;
+  if (!echo && !idle && !udp && !tasks && !local)
     return false;
   o->echo = echo;
   o->idle = idle;
   o->udp = udp;
   o->tasks = tasks;
+  o->local = local;
   return true;
 }
 
@@ -294,7 +320,7 @@ static bool parse_options(bench_options *o, int argc, char **argv) {
   o->task_conns = 10000;
   o->only_conns = 0;
   o->only_size = 0;
-  o->echo = o->idle = o->udp = o->tasks = true;
+  o->echo = o->idle = o->udp = o->tasks = o->local = true;
   for (i = 0; i < BENCH_NIMPLS; i++)
     o->impls[i] = true;
   for (i = 1; i < argc; i++)
@@ -332,12 +358,16 @@ static int serve_command(const char *name, const char *kind) {
 static int client_command(bool udp, int argc, char **argv) {
   bench_echo_result res = BENCH_ECHO_RESULT_INIT;
   int pid = argc > 4 ? atoi(argv[4]) : 0, rc;
+  bench_server server = {0};
   if (udp)
     rc = bench_udp_pingpong(atoi(argv[0]), pid, atoi(argv[1]),
                             (size_t)atol(argv[2]), 0.25, atof(argv[3]), &res);
-  else
-    rc = bench_echo(atoi(argv[0]), pid, atoi(argv[1]), (size_t)atol(argv[2]),
-                    0.25, atof(argv[3]), &res);
+  else {
+    server.port = atoi(argv[0]);
+    server.pid = pid;
+    rc = bench_echo(&server, atoi(argv[1]), (size_t)atol(argv[2]), 0.25,
+                    atof(argv[3]), &res);
+  }
   if (rc != 0)
     return 1;
   printf("%.0f round trips/s, %ld in all", res.rate, res.total);
@@ -424,13 +454,15 @@ int main(int argc, char **argv) {
     o.task_conns = (int)(nofile - 64);
   }
   print_setup(&o, nofile);
-  if (o.echo && echo_bench(&o) != 0)
+  if (o.echo && echo_bench(&o, &tcp_spec) != 0)
     return 1;
   if (o.idle)
     idle_bench(&o);
   if (o.udp && bench_udp(&o) != 0)
     return 1;
   if (o.tasks && bench_tasks(&o) != 0)
+    return 1;
+  if (o.local && echo_bench(&o, &local_spec) != 0)
     return 1;
   return 0;
 }

@@ -96,3 +96,7 @@ void bench_count_closed(bench_count *c) {
     bench_report(c->cfg->report_fd, "empty %.6f", bench_now());
   }
 }
+
+void bench_local_path(int pid, char *buf, size_t size) {
+  snprintf(buf, size, "/tmp/proa-bench-%d.sock", pid);
+}

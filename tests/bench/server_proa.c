@@ -1,6 +1,7 @@
 /* The proa echo server under test: echoes in data_received. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <proa.h>
 
@@ -58,23 +59,31 @@ static int make_conn(void *arg, const proa_protocol **protocol, void **self) {
 
 static void stop(void *arg) { proa_loop_stop(arg); }
 
-/* Listens on 127.0.0.1 (a free port); returns the port or an error. */
-static int listen_on_loopback(proa_server **out) {
+/* Listens on 127.0.0.1 (a free port), or on bench_local_path for a local
+ * server; returns the port (0 for a local one) or an error. */
+static int listen_for(bench_kind kind, proa_server **out) {
   proa_server_options opts = PROA_SERVER_OPTIONS_INIT;
+  proa_unix_server_options uopts = PROA_UNIX_SERVER_OPTIONS_INIT;
   proa_future *f = NULL;
   proa_sockaddr addr;
   void *result = NULL;
+  char path[108];
   int err;
-  opts.backlog = BACKLOG;
-  err = proa_create_server(g.loop, make_conn, NULL, "127.0.0.1", 0, &opts, &f);
+  opts.backlog = uopts.backlog = BACKLOG;
+  bench_local_path((int)getpid(), path, sizeof path);
+  err = kind == BENCH_LOCAL_ECHO
+            ? proa_create_unix_server(g.loop, make_conn, NULL, path, &uopts, &f)
+            : proa_create_server(g.loop, make_conn, NULL, "127.0.0.1", 0, &opts,
+                                 &f);
   if (!err)
     err = proa_loop_run_until_complete(g.loop, f, &result);
   if (!err) {
     *out = proa_server_ref(result);
-    err = proa_server_sockname(*out, 0, &addr);
+    if (kind != BENCH_LOCAL_ECHO)
+      err = proa_server_sockname(*out, 0, &addr);
   }
   proa_future_unref(f);
-  return err ? err : proa_sockaddr_port(&addr);
+  return err ? err : kind == BENCH_LOCAL_ECHO ? 0 : proa_sockaddr_port(&addr);
 }
 
 int bench_serve_proa(const char *backend, const bench_server_cfg *cfg) {
@@ -85,7 +94,7 @@ int bench_serve_proa(const char *backend, const bench_server_cfg *cfg) {
   lo.debug = 0;
   if (proa_loop_new_ex(&g.loop, &lo) != 0)
     return 1;
-  port = listen_on_loopback(&server);
+  port = listen_for(cfg->kind, &server);
   if (port < 0) {
     fprintf(stderr, "proa server: %s\n", proa_strerror(port));
     return 1;

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -14,7 +15,11 @@
 
 typedef struct server_state {
   uv_loop_t loop;
-  uv_tcp_t listener;
+  union {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe; /* a local server */
+  } listener;
+  bool local;
   uv_signal_t sigterm;
   uv_timer_t deadline, settle;
   bench_count count;
@@ -83,15 +88,20 @@ static void report_full(uv_timer_t *t) {
 }
 
 static void on_connection(uv_stream_t *server, int status) {
-  uv_tcp_t *c;
-  if (status < 0 || !(c = malloc(sizeof *c)))
+  uv_stream_t *c;
+  if (status < 0 ||
+      !(c = malloc(g.local ? sizeof(uv_pipe_t) : sizeof(uv_tcp_t))))
     return;
-  uv_tcp_init(&g.loop, c);
-  if (uv_accept(server, (uv_stream_t *)c) != 0) {
+  if (g.local)
+    uv_pipe_init(&g.loop, (uv_pipe_t *)c, 0);
+  else
+    uv_tcp_init(&g.loop, (uv_tcp_t *)c);
+  if (uv_accept(server, c) != 0) {
     uv_close((uv_handle_t *)c, (uv_close_cb)free);
     return;
   }
-  uv_tcp_nodelay(c, 1); /* proa's server sets TCP_NODELAY too */
+  if (!g.local) /* proa's server sets TCP_NODELAY too */
+    uv_tcp_nodelay((uv_tcp_t *)c, 1);
   if (bench_count_opened(&g.count))
     uv_timer_start(&g.settle, report_full, SETTLE_MS, 0);
   uv_read_start((uv_stream_t *)c, on_alloc, on_read);
@@ -109,13 +119,25 @@ static int listen_on_loopback(void) {
   struct sockaddr_in addr;
   int len = sizeof addr, err;
   uv_ip4_addr("127.0.0.1", 0, &addr);
-  uv_tcp_init(&g.loop, &g.listener);
-  err = uv_tcp_bind(&g.listener, (const struct sockaddr *)&addr, 0);
+  uv_tcp_init(&g.loop, &g.listener.tcp);
+  err = uv_tcp_bind(&g.listener.tcp, (const struct sockaddr *)&addr, 0);
   if (!err)
     err = uv_listen((uv_stream_t *)&g.listener, BACKLOG, on_connection);
   if (!err)
-    err = uv_tcp_getsockname(&g.listener, (struct sockaddr *)&addr, &len);
+    err = uv_tcp_getsockname(&g.listener.tcp, (struct sockaddr *)&addr, &len);
   return err ? err : ntohs(addr.sin_port);
+}
+
+/* Listens on bench_local_path (uv_pipe); returns 0 or an error. */
+static int listen_locally(void) {
+  char path[108];
+  int err;
+  bench_local_path((int)getpid(), path, sizeof path);
+  uv_pipe_init(&g.loop, &g.listener.pipe, 0);
+  err = uv_pipe_bind(&g.listener.pipe, path);
+  if (!err)
+    err = uv_listen((uv_stream_t *)&g.listener, BACKLOG, on_connection);
+  return err;
 }
 
 int bench_serve_uv(const bench_server_cfg *cfg) {
@@ -124,7 +146,8 @@ int bench_serve_uv(const bench_server_cfg *cfg) {
          SIG_IGN); /* libuv writes with write(2): every app does this */
   if (uv_loop_init(&g.loop) != 0)
     return 1;
-  port = listen_on_loopback();
+  g.local = cfg->kind == BENCH_LOCAL_ECHO;
+  port = g.local ? listen_locally() : listen_on_loopback();
   if (port < 0) {
     fprintf(stderr, "libuv server: %s\n", uv_strerror(port));
     return 1;
