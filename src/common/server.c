@@ -191,7 +191,8 @@ static void new_connection(proa_server *s, proa__ioh *sock) {
     proa__report(s->loop, err, "server could not set up a new connection");
     return;
   }
-  proa__socket_setopt(sock, IPPROTO_TCP, TCP_NODELAY, 1);
+  if (sock->kind == PROA__IOH_SOCKET)
+    proa__socket_setopt(sock, IPPROTO_TCP, TCP_NODELAY, 1);
   err = proa__transport_start(t, NULL);
   if (err) {
     /* Nothing was scheduled: drop it (and its socket) here. */
@@ -321,6 +322,8 @@ size_t proa_server_socket_count(const proa_server *s) {
 int proa_server_sockname(const proa_server *s, size_t i, proa_sockaddr *out) {
   if (!s || !out || i >= proa_server_socket_count(s))
     return PROA_EINVAL;
+  if (s->listeners[i].sock->kind != PROA__IOH_SOCKET)
+    return PROA_ENOTSUP; /* a named pipe has no address */
   return proa__socket_name(s->listeners[i].sock, out, false);
 }
 
@@ -411,6 +414,45 @@ static void add_listener(proa_server *s, listener *l) {
   s->open_listeners++;
   update_resource(s);
   proa_server_ref(s); /* each open listener holds one */
+}
+
+/* The server's only listener is `h`, which it owns from here on. */
+static int listen_on(proa_server *s, proa__ioh *h) {
+  s->listeners = calloc(1, sizeof *s->listeners);
+  if (!s->listeners)
+    return PROA_ENOMEM;
+  s->listeners[0].sock = h;
+  add_listener(s, &s->listeners[0]);
+  s->nlisteners = 1;
+  return 0;
+}
+
+static proa_server *server_new(proa_loop *loop, proa_protocol_factory factory,
+                               void *factory_arg) {
+  proa_server *s = calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  s->refs = 1;
+  s->loop = proa_loop_ref(loop);
+  s->factory = factory;
+  s->factory_arg = factory_arg;
+  return s;
+}
+
+int proa__server_new_on(proa_loop *loop, proa_protocol_factory factory,
+                        void *factory_arg, proa__ioh *h, bool start_serving,
+                        proa_server **out) {
+  proa_server *s = server_new(loop, factory, factory_arg);
+  int err = s ? listen_on(s, h) : PROA_ENOMEM;
+  if (err) {
+    proa__ioh_close(h);
+    proa_server_unref(s);
+    return err;
+  }
+  if (start_serving)
+    proa_server_start_serving(s);
+  *out = s;
+  return 0;
 }
 
 /* All lookups are in: listen everywhere, or nowhere. */
@@ -531,26 +573,20 @@ static int add_hosts(setup *st, const char *host) {
  * so that a refused socket stays the caller's, open. */
 static int adopt_listener(setup *st) {
   proa_server *s = st->s;
-  listener *l;
+  proa__ioh *h = NULL;
   int err, type = proa__os_socket_type(st->opts.sock);
   if (type < 0)
     return type;
   if (type != PROA_SOCK_STREAM)
     return PROA_EINVAL; /* asyncio: "A Stream Socket was expected" */
-  s->listeners = calloc(1, sizeof *s->listeners);
-  if (!s->listeners)
-    return PROA_ENOMEM;
-  l = &s->listeners[0];
   err = proa__os_listen(st->opts.sock, st->opts.backlog);
   if (!err)
-    err = proa__ioh_adopt(s->loop, st->opts.sock, &l->sock);
-  if (err) {
-    l->sock = NULL;
-    return err;
-  }
-  add_listener(s, l);
-  s->nlisteners = 1;
-  return 0;
+    err = proa__ioh_adopt(s->loop, st->opts.sock, &h);
+  if (!err)
+    err = listen_on(s, h);
+  if (err && h)
+    proa__ioh_detach(h); /* refused: the caller's again, open */
+  return err;
 }
 
 int proa_create_server(proa_loop *loop, proa_protocol_factory factory,
@@ -582,14 +618,10 @@ int proa__create_server(proa_loop *loop, proa_protocol_factory factory,
   if (err)
     return err;
   st = calloc(1, sizeof *st);
-  if (!st || !(st->s = calloc(1, sizeof *st->s))) {
+  if (!st || !(st->s = server_new(loop, factory, factory_arg))) {
     free(st);
     return PROA_ENOMEM;
   }
-  st->s->refs = 1;
-  st->s->loop = proa_loop_ref(loop);
-  st->s->factory = factory;
-  st->s->factory_arg = factory_arg;
   st->opts = o;
   st->port = port;
   if (st->opts.backlog <= 0)

@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "channel.h"
-#include "sockets.h"
 #include "transport.h"
 
 #define READ_BUF_SIZE 65536 /* what get_buffer is asked for */
@@ -217,6 +216,13 @@ static void st_when_drained(proa_transport *tr, proa_callback fn, void *arg) {
   t->drained_arg = arg;
 }
 
+int proa__transport_ioh(const proa_transport *t, proa__ioh **out) {
+  if (t->cls != &stream_transport)
+    return PROA_ENOTSUP;
+  *out = CS(t)->ch.sock;
+  return *out ? 0 : PROA_ECLOSED;
+}
+
 proa__list_node *proa__transport_server_link(proa_transport *t) {
   return &S(t)->server_link;
 }
@@ -387,7 +393,7 @@ static void write_submit(stream *t) {
 static void shutdown_write(stream *t) {
   int err;
   t->eof_sent = true;
-  err = proa__socket_shutdown_write(t->ch.sock);
+  err = proa__ioh_shutdown_write(t->ch.sock);
   if (err)
     proa__channel_abort(&t->ch, err);
 }

@@ -64,6 +64,19 @@ int proa__transport_new(proa_loop *loop, proa__ioh *sock,
  */
 int proa__transport_start(proa_transport *t, proa_future *waiter);
 
+/* The handle under a stream transport: 0, PROA_ENOTSUP (another class:
+ * datagrams, TLS) or PROA_ECLOSED (the connection is lost). */
+int proa__transport_ioh(const proa_transport *t, proa__ioh **out);
+
+/*
+ * A client's stream transport on the connected handle `h`, started (see
+ * proa__transport_start). The transport owns `h` from here on; on failure
+ * `h` is closed and the error returned.
+ */
+int proa__connection_start(proa_loop *loop, proa__ioh *h,
+                           const proa_protocol *protocol, void *self,
+                           proa_future *waiter);
+
 /* A server's connections form a list (list.h) through a node in each
  * stream transport, so a lost connection leaves it in O(1). */
 proa__list_node *proa__transport_server_link(proa_transport *t);
@@ -86,6 +99,15 @@ static inline void proa__transport_when_drained(proa_transport *t,
                                                 proa_callback fn, void *arg) {
   t->cls->when_drained(t, fn, arg);
 }
+
+/*
+ * A server listening on `listener`, a handle the caller made (a named
+ * pipe's, say), which the server owns from here on, even when this fails.
+ * Serves at once if `start_serving`. The server comes with one reference.
+ */
+int proa__server_new_on(proa_loop *loop, proa_protocol_factory factory,
+                        void *factory_arg, proa__ioh *listener,
+                        bool start_serving, proa_server **out);
 
 /* Releases a transport stored as a future's result. */
 void proa__transport_release(void *t);
