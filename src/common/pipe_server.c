@@ -10,8 +10,9 @@
  * at NAME). Until then a backend without named pipes gives PROA_ENOTSUP.
  */
 
-#define BUSY_RETRY 0.01 /* seconds between tries while every instance is busy  \
-                         */
+#define BUSY_RETRY                                                             \
+  0.01 /* seconds between tries while every instance is busy                   \
+        */
 
 /* The errors that a call reports at once rather than through its future:
  * the name or the options were wrong, or memory ran out. */
@@ -182,6 +183,21 @@ static int wait_for_instance(proa_loop *loop, const char *name,
   return 0;
 }
 
+/* The try made in the caller's call: an immediate error is returned, a
+ * busy pipe is tried again later, any other error fails `waiter`. */
+static int first_try(proa_loop *loop, const char *name,
+                     const proa_protocol *proto, void *self,
+                     double busy_timeout, proa_future *waiter) {
+  int err = named_pipe_connect(loop, name, proto, self, waiter);
+  if (err == PROA_EBUSY)
+    return wait_for_instance(loop, name, proto, self, busy_timeout, waiter);
+  if (err && !immediate(err)) {
+    proa_future_set_error(waiter, err, NULL); /* no server, refused, ... */
+    return 0;
+  }
+  return err;
+}
+
 int proa_create_pipe_connection(proa_loop *loop, const proa_protocol *protocol,
                                 void *self, const char *name,
                                 const proa_pipe_connect_options *opts,
@@ -201,13 +217,7 @@ int proa_create_pipe_connection(proa_loop *loop, const proa_protocol *protocol,
   if (!err)
     err = proa_future_new(loop, out);
   if (!err)
-    err = named_pipe_connect(loop, name, protocol, self, *out);
-  if (err == PROA_EBUSY)
-    err = wait_for_instance(loop, name, protocol, self, o.busy_timeout, *out);
-  else if (err && !immediate(err)) {
-    proa_future_set_error(*out, err, NULL); /* no server, refused, ... */
-    err = 0;
-  }
+    err = first_try(loop, name, protocol, self, o.busy_timeout, *out);
   if (err && *out) {
     proa_future_unref(*out);
     *out = NULL;
