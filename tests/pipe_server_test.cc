@@ -1,0 +1,300 @@
+// Tests of the portable local servers (pipe.h): proa_create_pipe_server and
+// proa_create_pipe_connection, named pipes on Windows, Unix sockets
+// elsewhere, with the protocols and checks of the TCP tests (net_test.h).
+#include "net_test.h"
+
+extern "C" {
+#include "internal.h"
+}
+
+#include <string>
+
+#ifndef _WIN32
+#include <unistd.h>
+#endif
+
+using namespace proa_net_test;
+
+namespace {
+
+int64_t OwnPid() {
+#ifdef _WIN32
+  return static_cast<int64_t>(GetCurrentProcessId());
+#else
+  return static_cast<int64_t>(getpid());
+#endif
+}
+
+// A name of this process that no other test uses: a pipe name on Windows,
+// a socket path elsewhere.
+std::string FreshName() {
+  static int serial;
+  std::string n = "proa-pipe-test-" + std::to_string(OwnPid()) + "-" +
+                  std::to_string(++serial);
+#ifdef _WIN32
+  return n;
+#else
+  return "/tmp/" + n + ".sock";
+#endif
+}
+
+// Until the unix-sockets branch lands, Unix has no pipe servers.
+#define SKIP_IF_NOT_BUILT(rc)                                                  \
+  do {                                                                         \
+    if ((rc) == PROA_ENOTSUP)                                                  \
+      GTEST_SKIP() << "unix sockets: not in this build";                       \
+  } while (0)
+
+class pipe_server : public NetTest {
+protected:
+  // proa_create_pipe_server, awaited: 0 with srv->s set, or the error.
+  int ServePipe(Server *srv, const std::string &name,
+                const proa_pipe_server_options *opts = nullptr) {
+    proa_future *f = nullptr;
+    int rc = proa_create_pipe_server(loop, Server::Factory, srv, name.c_str(),
+                                     opts, &f);
+    if (rc != 0)
+      return rc;
+    rc = Await(loop, f);
+    if (rc == 0) {
+      void *v = nullptr;
+      EXPECT_EQ(0, proa_future_result(f, &v));
+      srv->s = proa_server_ref(static_cast<proa_server *>(v));
+    }
+    proa_future_unref(f);
+    return rc;
+  }
+
+  int StartPipeConnect(Conn *c, const std::string &name,
+                       const proa_pipe_connect_options *opts = nullptr) {
+    return proa_create_pipe_connection(loop, c->Protocol(), c, name.c_str(),
+                                       opts, &c->connect_future);
+  }
+
+  // proa_create_pipe_connection, awaited: 0 (c->t set) or the error.
+  int ConnectPipe(Conn *c, const std::string &name,
+                  const proa_pipe_connect_options *opts = nullptr) {
+    int rc = StartPipeConnect(c, name, opts);
+    return rc != 0 ? rc : Await(loop, c->connect_future);
+  }
+
+  // An echo server on a fresh name: each connection echoes until EOF,
+  // then closes once the echo is flushed.
+  int EchoServer(Server **out) {
+    Server *srv = NewServer();
+    srv->configure = [](Conn &c) {
+      c.echo = true;
+      c.echo_close_on_eof = true;
+    };
+    name = FreshName();
+    *out = srv;
+    return ServePipe(srv, name);
+  }
+
+  // A client that sends `n` pattern bytes (seed), then write_eof, and
+  // checks that the echo is the same bytes.
+  Conn *EchoClient(uint64_t seed, uint64_t n) {
+    Conn *c = NewConn("client#" + std::to_string(seed));
+    c->verify = true;
+    c->seed = c->send_seed = seed;
+    c->send_total = n;
+    c->eof_when_sent = true;
+    return c;
+  }
+
+  std::string name;
+};
+
+TEST_F(pipe_server, EchoesWithHalfClose) {
+  // The client's write_eof reaches the server after all the data, as over
+  // TCP, and the server still writes its echo back, then closes.
+  Server *srv = nullptr;
+  int rc = EchoServer(&srv);
+  SKIP_IF_NOT_BUILT(rc);
+  ASSERT_EQ(0, rc) << proa_err_name(rc);
+  Conn *c = EchoClient(7, 256 * 1024 + 5);
+  ASSERT_EQ(0, ConnectPipe(c, name));
+  ASSERT_TRUE(Until([&] { return c->lost != 0; }));
+  EXPECT_EQ(c->send_total, c->received);
+  EXPECT_EQ(0u, c->mismatches);
+  EXPECT_EQ("MDEL", c->events);
+  EXPECT_EQ(0, c->lost_error);
+  ASSERT_EQ(1u, srv->conns.size());
+  ASSERT_TRUE(Until([&] { return srv->conns[0]->lost != 0; }));
+  EXPECT_EQ("MDEL", srv->conns[0]->events);
+  EXPECT_EQ(0, srv->conns[0]->lost_error);
+}
+
+TEST_F(pipe_server, TwoHundredClientsAtOnceAllConnectAndEcho) {
+  // Every client is started in one go, before the loop runs at all: none
+  // sees PROA_EBUSY (the instances waiting and the client's retries absorb
+  // the burst), and every echo comes back whole.
+  Server *srv = nullptr;
+  int rc = EchoServer(&srv);
+  SKIP_IF_NOT_BUILT(rc);
+  ASSERT_EQ(0, rc) << proa_err_name(rc);
+  Rng rng(42);
+  std::vector<Conn *> cs;
+  for (uint64_t i = 1; i <= 200; i++) {
+    cs.push_back(EchoClient(i, rng.Range(1, 64 * 1024)));
+    ASSERT_EQ(0, StartPipeConnect(cs.back(), name));
+  }
+  ASSERT_TRUE(Until(
+      [&] {
+        for (Conn *c : cs)
+          if (!proa_future_done(c->connect_future) || (c->made && !c->lost))
+            return false;
+        return true;
+      },
+      30.0));
+  for (Conn *c : cs) {
+    SCOPED_TRACE(c->name);
+    EXPECT_EQ(0, proa_future_error(c->connect_future))
+        << proa_err_name(proa_future_error(c->connect_future));
+    EXPECT_EQ(c->send_total, c->received);
+    EXPECT_EQ(0u, c->mismatches);
+  }
+  EXPECT_EQ(200u, srv->conns.size());
+}
+
+TEST_F(pipe_server, ASecondServerOnTheSameNameFails) {
+  PROA_SKIP_UNDER_WINE("FILE_FLAG_FIRST_PIPE_INSTANCE is ignored, so a "
+                       "second server shares the name");
+  Server *srv = nullptr;
+  int rc = EchoServer(&srv);
+  SKIP_IF_NOT_BUILT(rc);
+  ASSERT_EQ(0, rc) << proa_err_name(rc);
+  EXPECT_EQ(PROA_EADDRINUSE, ServePipe(NewServer(), name));
+}
+
+TEST_F(pipe_server, BadNamesFailAtOnce) {
+  proa_future *f = nullptr;
+  Conn *c = NewConn();
+  SKIP_IF_NOT_BUILT(proa_create_pipe_server(loop, Server::Factory, NewServer(),
+                                            nullptr, nullptr, &f));
+  std::string too_long(300, 'n');
+  std::vector<std::pair<const char *, int>> bad = {
+      {nullptr, PROA_EINVAL},
+      {"", PROA_EINVAL},
+      {too_long.c_str(), PROA_ENAMETOOLONG},
+#ifdef _WIN32
+      {"a\\b", PROA_EINVAL},
+#endif
+  };
+  for (const auto &b : bad) {
+    SCOPED_TRACE(b.first ? b.first : "(null)");
+    EXPECT_EQ(b.second,
+              proa_create_pipe_server(loop, Server::Factory, NewServer(),
+                                      b.first, nullptr, &f));
+    EXPECT_EQ(nullptr, f);
+    EXPECT_EQ(b.second, proa_create_pipe_connection(loop, c->Protocol(), c,
+                                                    b.first, nullptr, &f));
+    EXPECT_EQ(nullptr, f);
+  }
+}
+
+TEST_F(pipe_server, ConnectingWithNoServerIsEnoent) {
+  Conn *c = NewConn();
+  int rc = ConnectPipe(c, FreshName());
+  SKIP_IF_NOT_BUILT(rc);
+  EXPECT_EQ(PROA_ENOENT, rc);
+}
+
+#ifdef _WIN32
+// Instances are a Windows notion: a Unix socket's backlog is the kernel's.
+TEST_F(pipe_server, EveryInstanceBusyForBusyTimeoutIsEbusy) {
+  // One instance and a server that does not accept: the first client takes
+  // the instance, the second finds none for busy_timeout.
+  proa_pipe_server_options so = PROA_PIPE_SERVER_OPTIONS_INIT;
+  so.backlog = 1;
+  so.start_serving = false;
+  Server *srv = NewServer();
+  name = FreshName();
+  ASSERT_EQ(0, ServePipe(srv, name, &so));
+  ASSERT_EQ(0, ConnectPipe(NewConn("first"), name));
+  proa_pipe_connect_options co = PROA_PIPE_CONNECT_OPTIONS_INIT;
+  co.busy_timeout = 0.2;
+  double start = proa_loop_time(loop);
+  EXPECT_EQ(PROA_EBUSY, ConnectPipe(NewConn("second"), name, &co));
+  EXPECT_GE(proa_loop_time(loop) - start, 0.2);
+}
+
+TEST_F(pipe_server, SocknameIsNotSupported) {
+  Server *srv = nullptr;
+  ASSERT_EQ(0, EchoServer(&srv));
+  proa_sockaddr a;
+  EXPECT_EQ(PROA_ENOTSUP, proa_server_sockname(srv->s, 0, &a));
+}
+#endif
+
+TEST_F(pipe_server, PeerPidIsOurOwnOnBothEnds) {
+  Server *srv = nullptr;
+  int rc = EchoServer(&srv);
+  SKIP_IF_NOT_BUILT(rc);
+  ASSERT_EQ(0, rc) << proa_err_name(rc);
+  Conn *c = NewConn();
+  ASSERT_EQ(0, ConnectPipe(c, name));
+  ASSERT_TRUE(Until([&] { return !srv->conns.empty(); }));
+  proa_peer_cred cred;
+  ASSERT_EQ(0, proa_transport_peer_cred(c->t, &cred));
+  EXPECT_EQ(OwnPid(), cred.pid);
+  ASSERT_EQ(0, proa_transport_peer_cred(srv->conns[0]->t, &cred));
+  EXPECT_EQ(OwnPid(), cred.pid);
+  EXPECT_EQ(PROA_EINVAL, proa_transport_peer_cred(c->t, nullptr));
+}
+
+TEST_F(pipe_server, AClosedServerRefusesNewClients) {
+  Server *srv = nullptr;
+  int rc = EchoServer(&srv);
+  SKIP_IF_NOT_BUILT(rc);
+  ASSERT_EQ(0, rc) << proa_err_name(rc);
+  ASSERT_EQ(0, ConnectPipe(EchoClient(1, 10), name));
+  ASSERT_TRUE(Until([&] { return srv->Lost() == 1; }));
+  proa_server_close(srv->s);
+  rc = ConnectPipe(NewConn("late"), name);
+  EXPECT_TRUE(rc == PROA_ENOENT || rc == PROA_ECONNREFUSED)
+      << proa_err_name(rc);
+}
+
+int QuietFactory(void *, const proa_protocol **proto, void **self) {
+  static const proa_protocol p = {};
+  *proto = &p;
+  *self = nullptr;
+  return 0;
+}
+
+TEST(PipeServerClose, TheLoopClosedWithAListenerAndConnectionsLeaksNothing) {
+  long before = proa__handles_alive();
+  {
+    proa_test::Loop loop;
+    ASSERT_EQ(0, loop.rc());
+    std::string name = FreshName();
+    proa_future *sf = nullptr;
+    int rc = proa_create_pipe_server(loop, QuietFactory, nullptr, name.c_str(),
+                                     nullptr, &sf);
+    SKIP_IF_NOT_BUILT(rc);
+    ASSERT_EQ(0, rc);
+    ASSERT_EQ(0, Await(loop, sf));
+    static const proa_protocol quiet = {};
+    std::vector<proa_future *> conns;
+    for (int i = 0; i < 5; i++) {
+      proa_future *f = nullptr;
+      ASSERT_EQ(0, proa_create_pipe_connection(loop, &quiet, nullptr,
+                                               name.c_str(), nullptr, &f));
+      conns.push_back(f);
+    }
+    for (proa_future *f : conns) {
+      EXPECT_EQ(0, Await(loop, f));
+      proa_future_unref(f);
+    }
+    RunIterations(loop, 3); // the server sees them
+    // Reads and ConnectNamedPipe calls are in flight: closing waits.
+    EXPECT_GT(loop.get()->be_ops->inflight(loop.get()->backend), 0u);
+    proa_future_unref(sf);
+    EXPECT_EQ(0, proa_loop_close(loop));
+  }
+  EXPECT_EQ(before, proa__handles_alive())
+      << "closing the loop leaked handle state";
+}
+
+} // namespace
