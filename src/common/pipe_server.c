@@ -22,6 +22,25 @@ static bool immediate(int err) {
 
 static void server_release(void *s) { proa_server_unref(s); }
 
+/* What both calls begin with, once their arguments are checked: the loop,
+ * the backend's named pipes, and the future in *out. */
+static int begin(proa_loop *loop, const char *what, bool has_named_pipes,
+                 proa_future **out) {
+  int err = proa__loop_check(loop, what);
+  if (!err && !has_named_pipes)
+    err = PROA_ENOTSUP; /* Unix sockets: the unix-sockets branch */
+  return err ? err : proa_future_new(loop, out);
+}
+
+/* What both end with: a call that fails leaves the caller no future. */
+static int end(int err, proa_future **out) {
+  if (err && *out) {
+    proa_future_unref(*out);
+    *out = NULL;
+  }
+  return err;
+}
+
 /* ---- servers ---- */
 
 /* The backend's listener, and a server on it. An immediate error is
@@ -62,18 +81,11 @@ int proa_create_pipe_server(proa_loop *loop, proa_protocol_factory factory,
     return PROA_EINVAL;
   if (o.ssl)
     return PROA_ENOTSUP;
-  err = proa__loop_check(loop, "proa_create_pipe_server");
-  if (!err && !loop->be_ops->pipe_listen)
-    err = PROA_ENOTSUP; /* Unix sockets: the unix-sockets branch */
-  if (!err)
-    err = proa_future_new(loop, out);
+  err = begin(loop, "proa_create_pipe_server",
+              loop->be_ops->pipe_listen != NULL, out);
   if (!err)
     err = named_pipe_server(loop, factory, factory_arg, name, &o, *out);
-  if (err && *out) {
-    proa_future_unref(*out);
-    *out = NULL;
-  }
-  return err;
+  return end(err, out);
 }
 
 /* ---- connections ---- */
@@ -211,18 +223,11 @@ int proa_create_pipe_connection(proa_loop *loop, const proa_protocol *protocol,
     return PROA_EINVAL;
   if (o.ssl || o.server_hostname)
     return PROA_ENOTSUP;
-  err = proa__loop_check(loop, "proa_create_pipe_connection");
-  if (!err && !loop->be_ops->pipe_connect)
-    err = PROA_ENOTSUP; /* Unix sockets: the unix-sockets branch */
-  if (!err)
-    err = proa_future_new(loop, out);
+  err = begin(loop, "proa_create_pipe_connection",
+              loop->be_ops->pipe_connect != NULL, out);
   if (!err)
     err = first_try(loop, name, protocol, self, o.busy_timeout, *out);
-  if (err && *out) {
-    proa_future_unref(*out);
-    *out = NULL;
-  }
-  return err;
+  return end(err, out);
 }
 
 /* ---- who is at the other end ---- */
