@@ -550,6 +550,12 @@ protected:
     *server = a.aop.accepted;
     handles_.push_back(*server);
   }
+  // A connected pair on a listener of its own.
+  void Connected(proa__ioh **server, proa__ioh **client) {
+    proa__ioh *l = Listen();
+    ASSERT_NE(nullptr, l);
+    Pair(l, server, client);
+  }
   // Reads `n` bytes: a read takes one message (one write) at most.
   std::string ReadAll(proa__ioh *h, size_t n) {
     std::string got;
@@ -575,9 +581,8 @@ protected:
 };
 
 TEST_F(NamedPipe, AcceptConnectReadAndWrite) {
-  proa__ioh *l = Listen(), *server = nullptr, *client = nullptr;
-  ASSERT_NE(nullptr, l);
-  Pair(l, &server, &client);
+  proa__ioh *server = nullptr, *client = nullptr;
+  Connected(&server, &client);
   WriteAll(client, "ping ", "from the client");
   EXPECT_EQ("ping from the client", ReadAll(server, 20));
   WriteAll(server, "pong", "");
@@ -587,9 +592,8 @@ TEST_F(NamedPipe, AcceptConnectReadAndWrite) {
 TEST_F(NamedPipe, AWriteLongerThanTheReadBufferIsReadInParts) {
   // A write is one message; a read into a smaller buffer takes part of it
   // (ERROR_MORE_DATA) and the next read the rest.
-  proa__ioh *l = Listen(), *server = nullptr, *client = nullptr;
-  ASSERT_NE(nullptr, l);
-  Pair(l, &server, &client);
+  proa__ioh *server = nullptr, *client = nullptr;
+  Connected(&server, &client);
   std::string big(sizeof(Done::buf) + 44, 'x');
   big[sizeof(Done::buf)] = 'y';
   WriteAll(client, big.c_str(), "");
@@ -604,9 +608,8 @@ TEST_F(NamedPipe, AWriteLongerThanTheReadBufferIsReadInParts) {
 }
 
 TEST_F(NamedPipe, ShutdownWriteIsAReadOfZeroAfterTheDataAndTheOtherWayGoesOn) {
-  proa__ioh *l = Listen(), *server = nullptr, *client = nullptr;
-  ASSERT_NE(nullptr, l);
-  Pair(l, &server, &client);
+  proa__ioh *server = nullptr, *client = nullptr;
+  Connected(&server, &client);
   WriteAll(client, "last words", "");
   ASSERT_EQ(0, proa__ioh_shutdown_write(client));
   ASSERT_EQ("last words", ReadAll(server, 10));
@@ -619,9 +622,8 @@ TEST_F(NamedPipe, ShutdownWriteIsAReadOfZeroAfterTheDataAndTheOtherWayGoesOn) {
 }
 
 TEST_F(NamedPipe, PeerPidIsThisProcessOnBothEnds) {
-  proa__ioh *l = Listen(), *server = nullptr, *client = nullptr;
-  ASSERT_NE(nullptr, l);
-  Pair(l, &server, &client);
+  proa__ioh *server = nullptr, *client = nullptr;
+  Connected(&server, &client);
   int64_t pid = -1;
   ASSERT_EQ(0, proa__ioh_peer_pid(server, &pid));
   EXPECT_EQ(static_cast<int64_t>(GetCurrentProcessId()), pid);
