@@ -9,7 +9,9 @@ extern "C" {
 
 #include <string>
 
-#ifndef _WIN32
+#ifdef _WIN32
+#include <sddl.h>
+#else
 #include <unistd.h>
 #endif
 
@@ -210,6 +212,25 @@ TEST_F(pipe_server, EveryInstanceBusyForBusyTimeoutIsEbusy) {
   double start = proa_loop_time(loop);
   EXPECT_EQ(PROA_EBUSY, ConnectPipe(NewConn("second"), name, &co));
   EXPECT_GE(proa_loop_time(loop) - start, 0.2);
+}
+
+TEST_F(pipe_server, TheCallersSecurityDescriptorDecidesWhoConnects) {
+  // An empty DACL admits nobody, the server's own user included; one
+  // instance, since making another needs FILE_CREATE_PIPE_INSTANCE.
+  PSECURITY_DESCRIPTOR sd = nullptr;
+  ASSERT_TRUE(ConvertStringSecurityDescriptorToSecurityDescriptorW(
+      L"D:P", SDDL_REVISION_1, &sd, nullptr));
+  proa_pipe_server_options so = PROA_PIPE_SERVER_OPTIONS_INIT;
+  so.security_descriptor = sd;
+  so.backlog = 1;
+  name = FreshName();
+  int rc = ServePipe(NewServer(), name, &so);
+  LocalFree(sd);
+  ASSERT_EQ(0, rc) << proa_err_name(rc);
+  rc = ConnectPipe(NewConn(), name);
+  if (rc == 0)
+    PROA_SKIP_UNDER_WINE("a named pipe's DACL is not checked on open");
+  EXPECT_EQ(PROA_EACCES, rc) << proa_err_name(rc);
 }
 
 TEST_F(pipe_server, SocknameIsNotSupported) {
