@@ -10,6 +10,7 @@ extern "C" {
 #include <string>
 
 #ifdef _WIN32
+#include <aclapi.h>
 #include <sddl.h>
 #else
 #include <unistd.h>
@@ -212,6 +213,59 @@ TEST_F(pipe_server, EveryInstanceBusyForBusyTimeoutIsEbusy) {
   double start = proa_loop_time(loop);
   EXPECT_EQ(PROA_EBUSY, ConnectPipe(NewConn("second"), name, &co));
   EXPECT_GE(proa_loop_time(loop) - start, 0.2);
+}
+
+// The SID of this process's user, in `buf`.
+PSID TokenUserSid(std::vector<char> *buf) {
+  HANDLE token = nullptr;
+  DWORD len = 0;
+  if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token))
+    return nullptr;
+  GetTokenInformation(token, TokenUser, nullptr, 0, &len);
+  buf->resize(len);
+  BOOL ok = GetTokenInformation(token, TokenUser, buf->data(), len, &len);
+  CloseHandle(token);
+  return ok ? reinterpret_cast<TOKEN_USER *>(buf->data())->User.Sid : nullptr;
+}
+
+TEST_F(pipe_server, ByDefaultOnlyTheUserAndSystemAreAdmitted) {
+  // The DACL on the pipe (read back from the server's end of a
+  // connection): protected, and one entry for each of the two.
+  Server *srv = nullptr;
+  ASSERT_EQ(0, EchoServer(&srv));
+  ASSERT_EQ(0, ConnectPipe(NewConn(), name));
+  ASSERT_TRUE(Until([&] { return !srv->conns.empty(); }));
+  HANDLE h = reinterpret_cast<HANDLE>(proa_transport_socket(srv->conns[0]->t));
+  PACL dacl = nullptr;
+  PSECURITY_DESCRIPTOR sd = nullptr;
+  ASSERT_EQ(static_cast<DWORD>(ERROR_SUCCESS),
+            GetSecurityInfo(h, SE_KERNEL_OBJECT, DACL_SECURITY_INFORMATION,
+                            nullptr, nullptr, &dacl, nullptr, &sd));
+  SECURITY_DESCRIPTOR_CONTROL control = 0;
+  DWORD revision = 0;
+  ASSERT_TRUE(GetSecurityDescriptorControl(sd, &control, &revision));
+  EXPECT_NE(0, control & SE_DACL_PROTECTED);
+  ASSERT_NE(nullptr, dacl);
+  ASSERT_EQ(2, dacl->AceCount);
+  std::vector<char> user_buf;
+  PSID user = TokenUserSid(&user_buf);
+  ASSERT_NE(nullptr, user);
+  BYTE system_buf[SECURITY_MAX_SID_SIZE];
+  DWORD system_len = sizeof system_buf;
+  ASSERT_TRUE(
+      CreateWellKnownSid(WinLocalSystemSid, nullptr, system_buf, &system_len));
+  bool saw_user = false, saw_system = false;
+  for (DWORD i = 0; i < dacl->AceCount; i++) {
+    ACCESS_ALLOWED_ACE *ace = nullptr;
+    ASSERT_TRUE(GetAce(dacl, i, reinterpret_cast<void **>(&ace)));
+    ASSERT_EQ(ACCESS_ALLOWED_ACE_TYPE, ace->Header.AceType);
+    PSID sid = &ace->SidStart;
+    saw_user = saw_user || EqualSid(sid, user);
+    saw_system = saw_system || EqualSid(sid, system_buf);
+  }
+  EXPECT_TRUE(saw_user);
+  EXPECT_TRUE(saw_system);
+  LocalFree(sd);
 }
 
 TEST_F(pipe_server, TheCallersSecurityDescriptorDecidesWhoConnects) {
