@@ -10,9 +10,8 @@
  * at NAME). Until then a backend without named pipes gives PROA_ENOTSUP.
  */
 
-#define BUSY_RETRY                                                             \
-  0.01 /* seconds between tries while every instance is busy                   \
-        */
+/* Seconds between tries while every instance is busy. */
+#define BUSY_RETRY 0.01
 
 /* The errors that a call reports at once rather than through its future:
  * the name or the options were wrong, or memory ran out. */

@@ -14,8 +14,8 @@
 #define DEFAULT_INSTANCES 8
 #define PIPE_BUFFER 65536 /* each direction's buffer: a hint to the OS */
 #define ACCEPT_MAX PROA__IOCP_ACCEPT_MAX
-#define NO_DATA_RETRIES 4 /* clients that came and went, per ConnectNamedPipe  \
-                           */
+/* Clients that came and went, tolerated per ConnectNamedPipe. */
+#define NO_DATA_RETRIES 4
 
 static const wchar_t prefix[] = L"\\\\.\\pipe\\";
 #define PREFIX_LEN (sizeof prefix / sizeof prefix[0] - 1)
