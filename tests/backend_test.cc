@@ -487,6 +487,230 @@ TEST_F(Backend, ClosingAHandleWithAReadInFlightBreaksTheContract) {
 
 // ---- closing the loop with work in flight ----
 
+#ifdef _WIN32
+// ---- named pipes (Windows): pipe_listen, accept, pipe_connect ----
+
+// A pipe name of this process that no other test uses.
+std::string PipeName() {
+  static int serial;
+  return "proa-backend-pipe-" + std::to_string(GetCurrentProcessId()) + "-" +
+         std::to_string(++serial);
+}
+
+struct Accept {
+  proa__accept_op aop; // first
+  int calls = 0;
+  intptr_t result = 1;
+};
+
+void OnAccept(proa__op *op) {
+  Accept *a = reinterpret_cast<Accept *>(op);
+  a->calls++;
+  a->result = op->result;
+}
+
+class NamedPipe : public Backend {
+protected:
+  // A listener on a fresh name, closed at the end of the test.
+  proa__ioh *Listen(int instances = 0) {
+    proa__pipe_listen_opts o = {instances, nullptr};
+    proa__ioh *l = nullptr;
+    name_ = PipeName();
+    EXPECT_EQ(0, ops()->pipe_listen(loop->backend, name_.c_str(), &o, &l));
+    if (l != nullptr)
+      listeners_.push_back(l);
+    return l;
+  }
+  void StartAccept(proa__ioh *l, Accept *a) {
+    a->aop.op.complete = OnAccept;
+    proa__socket_accept(l, &a->aop);
+  }
+  // Polls until `a` completed.
+  void WaitFor(const Accept &a) {
+    for (int i = 0; i < 500 && a.calls == 0; i++)
+      ASSERT_EQ(0, ops()->poll(loop->backend, 10));
+    ASSERT_EQ(1, a.calls) << "the accept never completed";
+  }
+  using Backend::WaitFor;
+  int Connect(proa__ioh **out) {
+    int err = ops()->pipe_connect(loop->backend, name_.c_str(), out);
+    if (err == 0)
+      handles_.push_back(*out);
+    return err;
+  }
+  // A connected pair: the server's end (accepted) and the client's.
+  void Pair(proa__ioh *l, proa__ioh **server, proa__ioh **client) {
+    Accept a;
+    StartAccept(l, &a);
+    ASSERT_EQ(0, Connect(client));
+    WaitFor(a);
+    ASSERT_EQ(0, a.result) << proa_err_name(static_cast<int>(a.result));
+    ASSERT_NE(nullptr, a.aop.accepted);
+    EXPECT_EQ(PROA__IOH_PIPE, a.aop.accepted->kind);
+    *server = a.aop.accepted;
+    handles_.push_back(*server);
+  }
+  // A connected pair on a listener of its own.
+  void Connected(proa__ioh **server, proa__ioh **client) {
+    proa__ioh *l = Listen();
+    ASSERT_NE(nullptr, l);
+    Pair(l, server, client);
+  }
+  // Reads `n` bytes: a read takes one message (one write) at most.
+  std::string ReadAll(proa__ioh *h, size_t n) {
+    std::string got;
+    while (got.size() < n) {
+      Done d;
+      StartRead(h, &d);
+      WaitFor(d);
+      EXPECT_GT(d.result, 0) << proa_err_name(static_cast<int>(d.result));
+      if (d.result <= 0)
+        break;
+      got += d.data;
+    }
+    return got;
+  }
+  void TearDown() override {
+    for (proa__ioh *l : listeners_)
+      proa__ioh_close(l);
+    listeners_.clear();
+    Backend::TearDown();
+  }
+  std::string name_;
+  std::vector<proa__ioh *> listeners_;
+};
+
+TEST_F(NamedPipe, AcceptConnectReadAndWrite) {
+  proa__ioh *server = nullptr, *client = nullptr;
+  Connected(&server, &client);
+  WriteAll(client, "ping ", "from the client");
+  EXPECT_EQ("ping from the client", ReadAll(server, 20));
+  WriteAll(server, "pong", "");
+  EXPECT_EQ("pong", ReadAll(client, 4));
+}
+
+TEST_F(NamedPipe, AWriteLongerThanTheReadBufferIsReadInParts) {
+  // A write is one message; a read into a smaller buffer takes part of it
+  // (ERROR_MORE_DATA) and the next read the rest.
+  proa__ioh *server = nullptr, *client = nullptr;
+  Connected(&server, &client);
+  std::string big(sizeof(Done::buf) + 44, 'x');
+  big[sizeof(Done::buf)] = 'y';
+  WriteAll(client, big.c_str(), "");
+  Done first, rest;
+  StartRead(server, &first, nullptr, true);
+  WaitFor(first);
+  ASSERT_EQ(static_cast<intptr_t>(sizeof first.buf), first.result);
+  StartRead(server, &rest, nullptr, true);
+  WaitFor(rest);
+  ASSERT_EQ(44, rest.result);
+  EXPECT_EQ(big, first.data + rest.data);
+}
+
+TEST_F(NamedPipe, ShutdownWriteIsAReadOfZeroAfterTheDataAndTheOtherWayGoesOn) {
+  proa__ioh *server = nullptr, *client = nullptr;
+  Connected(&server, &client);
+  WriteAll(client, "last words", "");
+  ASSERT_EQ(0, proa__ioh_shutdown_write(client));
+  ASSERT_EQ("last words", ReadAll(server, 10));
+  Done eof;
+  StartRead(server, &eof);
+  WaitFor(eof);
+  EXPECT_EQ(0, eof.result) << "the end of the stream is a read of 0";
+  WriteAll(server, "still ", "heard");
+  EXPECT_EQ("still heard", ReadAll(client, 11));
+}
+
+TEST_F(NamedPipe, PeerPidIsThisProcessOnBothEnds) {
+  proa__ioh *server = nullptr, *client = nullptr;
+  Connected(&server, &client);
+  int64_t pid = -1;
+  ASSERT_EQ(0, proa__ioh_peer_pid(server, &pid));
+  EXPECT_EQ(static_cast<int64_t>(GetCurrentProcessId()), pid);
+  pid = -1;
+  ASSERT_EQ(0, proa__ioh_peer_pid(client, &pid));
+  EXPECT_EQ(static_cast<int64_t>(GetCurrentProcessId()), pid);
+}
+
+TEST_F(NamedPipe, ClientsConnectBeforeAnyAcceptUpToTheInstances) {
+  // The instances wait for clients while nobody accepts (a backlog); one
+  // more client finds them all busy.
+  proa__ioh *l = Listen(2), *c = nullptr;
+  ASSERT_NE(nullptr, l);
+  ASSERT_EQ(0, Connect(&c));
+  ASSERT_EQ(0, ops()->poll(loop->backend, 10));
+  ASSERT_EQ(0, Connect(&c));
+  ASSERT_EQ(0, ops()->poll(loop->backend, 10));
+  EXPECT_EQ(PROA_EBUSY, Connect(&c));
+  Accept a; // takes the oldest, and an instance waits again
+  StartAccept(l, &a);
+  WaitFor(a);
+  ASSERT_EQ(0, a.result);
+  handles_.push_back(a.aop.accepted);
+  EXPECT_EQ(0, Connect(&c));
+}
+
+TEST_F(NamedPipe, ConnectWithNoServerIsEnoent) {
+  name_ = PipeName();
+  proa__ioh *c = nullptr;
+  EXPECT_EQ(PROA_ENOENT, Connect(&c));
+}
+
+TEST_F(NamedPipe, NamesAreCheckedAndNeverTruncated) {
+  proa__ioh *h = nullptr;
+  proa__pipe_listen_opts o = {1, nullptr};
+  std::string fits(256 - 9, 'n'); // \\.\pipe\ and 247 characters: 256
+  EXPECT_EQ(PROA_EINVAL, ops()->pipe_listen(loop->backend, nullptr, &o, &h));
+  EXPECT_EQ(PROA_EINVAL, ops()->pipe_listen(loop->backend, "", &o, &h));
+  EXPECT_EQ(PROA_EINVAL, ops()->pipe_listen(loop->backend, "a\\b", &o, &h));
+  EXPECT_EQ(PROA_EINVAL,
+            ops()->pipe_listen(loop->backend, "\\\\.\\pipe\\", &o, &h));
+  EXPECT_EQ(PROA_EINVAL, ops()->pipe_listen(loop->backend, "\xff", &o, &h));
+  EXPECT_EQ(PROA_ENAMETOOLONG,
+            ops()->pipe_listen(loop->backend, (fits + "n").c_str(), &o, &h));
+  EXPECT_EQ(PROA_ENAMETOOLONG,
+            ops()->pipe_connect(loop->backend, (fits + "n").c_str(), &h));
+  EXPECT_EQ(PROA_EINVAL, ops()->pipe_connect(loop->backend, "a\\b", &h));
+  // A name given whole, and the longest one, are taken as they are.
+  std::string unique = PipeName();
+  fits.replace(0, unique.size(), unique);
+  ASSERT_EQ(0, ops()->pipe_listen(loop->backend, fits.c_str(), &o, &h));
+  listeners_.push_back(h);
+  name_ = "\\\\.\\pipe\\" + fits;
+  EXPECT_EQ(0, Connect(&h));
+}
+
+TEST_F(NamedPipe, ClosingWithAcceptsWaitingDrainsAndFreesEverything) {
+  long alive = proa__handles_alive();
+  proa__ioh *l = Listen(3);
+  ASSERT_NE(nullptr, l);
+  proa__ioh *c = nullptr;
+  ASSERT_EQ(0, Connect(&c)); // a connected instance nobody accepted
+  Accept a[2];
+  StartAccept(l, &a[0]);
+  WaitFor(a[0]);
+  handles_.push_back(a[0].aop.accepted);
+  StartAccept(l, &a[1]);
+  EXPECT_GT(Inflight(), 0u);
+  proa__ioh_cancel(l, &a[1].aop.op);
+  listeners_.clear();
+  proa__ioh_close(l);
+  WaitFor(a[1]);
+  EXPECT_EQ(PROA_ECANCELED, a[1].result);
+  for (int i = 0; i < 500 && Inflight() > 0; i++)
+    ASSERT_EQ(0, ops()->poll(loop->backend, 10));
+  EXPECT_EQ(0u, Inflight()) << "the cancelled ConnectNamedPipe calls ended";
+  EXPECT_EQ(alive + 2, proa__handles_alive()) << "the listener was freed";
+  // The pipe lives on in the connection the listener handed out, with no
+  // instance waiting; once that is gone, so is the name.
+  proa__ioh *late = nullptr;
+  EXPECT_EQ(PROA_EBUSY, Connect(&late));
+  proa__ioh_close(a[0].aop.accepted);
+  Forget(a[0].aop.accepted);
+  EXPECT_EQ(PROA_ENOENT, Connect(&late));
+}
+#endif // _WIN32
+
 int QuietFactory(void *, const proa_protocol **proto, void **self) {
   static const proa_protocol p = {};
   *proto = &p;

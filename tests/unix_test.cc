@@ -785,20 +785,7 @@ protected:
   }
 };
 
-// Until the named-pipe backend lands, a Windows build refuses every pipe
-// call with PROA_ENOTSUP.
-#ifdef _WIN32
-#define SKIP_WITHOUT_NAMED_PIPES(rc)                                           \
-  do {                                                                         \
-    if ((rc) == PROA_ENOTSUP)                                                  \
-      GTEST_SKIP() << "named pipes: not in this build";                        \
-  } while (0)
-#else
-#define SKIP_WITHOUT_NAMED_PIPES(rc) (void)(rc)
-#endif
-
 TEST_F(PipeOverUnix, ServerAndConnectionEcho) {
-  SKIP_WITHOUT_NAMED_PIPES(ConnectToNobody());
   std::string name = PipeName();
   Server *srv = NewServer();
   srv->configure = Echo;
@@ -820,7 +807,6 @@ TEST_F(PipeOverUnix, ServerAndConnectionEcho) {
 
 TEST_F(PipeOverUnix, ConnectionWithoutAServerIsEnoent) {
   int rc = ConnectToNobody();
-  SKIP_WITHOUT_NAMED_PIPES(rc);
   EXPECT_EQ(PROA_ENOENT, rc) << proa_err_name(rc);
 }
 
@@ -854,7 +840,6 @@ TEST_F(PipeOverUnix, BadNames) {
 }
 
 TEST_F(PipeOverUnix, StreamsEcho) {
-  SKIP_WITHOUT_NAMED_PIPES(ConnectToNobody());
   std::string name = PipeName();
   proa_server *srv = StartServerWith(
       [this, &name](proa_stream_handler h, void *arg, proa_future **f) {

@@ -50,6 +50,7 @@
 #include <windows.h>
 #endif
 
+#include "proa/error.h"
 #include "proa/loop.h"
 #include "proa/stream.h"
 
@@ -162,11 +163,10 @@ typedef struct proa__accept_op {
 #endif
 } proa__accept_op;
 
-/* How a named-pipe server is made (see pipe_listen). */
+/* How pipe_listen sets up a local server (Windows named pipes). */
 typedef struct proa__pipe_listen_opts {
-  int instances; /* instances kept waiting for clients, at least 1 */
-  void *security_descriptor; /* a SECURITY_DESCRIPTOR, or NULL: the
-                                current user and SYSTEM only */
+  int instances;             /* instances kept waiting for clients, >= 1 */
+  void *security_descriptor; /* a SECURITY_DESCRIPTOR, NULL: the default */
 } proa__pipe_listen_opts;
 
 /* ---- the table of a backend ---- */
@@ -262,14 +262,32 @@ struct proa__backend_ops {
   void (*sendto)(proa__ioh *h, proa__sendto_op *op);
 
   /*
-   * Named pipes: NULL where proa_create_pipe_* is served by Unix sockets
-   * (every Unix backend). `name` is the full name (\\.\pipe\NAME).
-   * pipe_listen makes a listener handle whose accept ops
-   * (proa__socket_accept, up to accept_max in flight) complete with
-   * op->accepted = a connected pipe handle; PROA_EADDRINUSE when another
-   * server has the name. pipe_connect opens the client end at once:
-   * PROA_EBUSY when every instance is busy (the caller retries until its
-   * busy_timeout, with a short timer), PROA_ENOENT when there is no server.
+   * Ends the write side of a connected stream once what was written has
+   * been sent: the peer reads its end of stream (0) after all the data,
+   * and may still write back. Sockets: shutdown(SHUT_WR / SD_SEND).
+   * Windows named pipes: see pipe.c. Returns 0 or the error; PROA_ENOTSUP
+   * for a handle that cannot half-close.
+   */
+  int (*shutdown_write)(proa__ioh *h);
+  /* The process id of the local peer (the other end of a named pipe);
+   * PROA_ENOTSUP where the handle or the OS cannot say. NULL: never. */
+  int (*peer_pid)(proa__ioh *h, int64_t *pid);
+
+  /*
+   * Local servers by name (Windows named pipes; NULL in the Unix tables,
+   * where they are Unix sockets). The name is the user's NAME of
+   * proa_create_pipe_server, mapped and checked by the backend: PROA_EINVAL
+   * or PROA_ENAMETOOLONG for a bad one, at once, never truncated.
+   *
+   * pipe_listen makes a listener handle that owns its pipe instances. Its
+   * accept ops (proa__socket_accept, up to accept_max in flight) complete
+   * with op->accepted = a connected pipe handle (PROA__IOH_PIPE), which
+   * reads, writes and closes like any other. Errors: PROA_EADDRINUSE (a
+   * server has the name), PROA_EACCES, PROA_ENOMEM, ...
+   *
+   * pipe_connect opens a connected client pipe handle, at once. Errors:
+   * PROA_EBUSY (every instance is busy: the caller retries a little
+   * later), PROA_ENOENT (no server), PROA_EACCES, ...
    */
   int (*pipe_listen)(proa__backend *be, const char *name,
                      const proa__pipe_listen_opts *o, proa__ioh **out);
@@ -345,6 +363,12 @@ static inline void proa__ioh_wait_peer_closed(proa__ioh *h, proa__op *op) {
 }
 static inline void proa__ioh_cancel(proa__ioh *h, proa__op *op) {
   h->ops->cancel(h, op);
+}
+static inline int proa__ioh_shutdown_write(proa__ioh *h) {
+  return h->ops->shutdown_write(h);
+}
+static inline int proa__ioh_peer_pid(proa__ioh *h, int64_t *pid) {
+  return h->ops->peer_pid ? h->ops->peer_pid(h, pid) : PROA_ENOTSUP;
 }
 static inline intptr_t proa__ioh_try_write(proa__ioh *h, const proa_buf *bufs,
                                            size_t count) {

@@ -139,18 +139,28 @@ static void cancel_others(connector *c, attempt *winner) {
   proa_handle_cancel(c->timer);
 }
 
-static void connected(connector *c, attempt *a) {
+int proa__connection_start(proa_loop *loop, proa__ioh *h,
+                           const proa_protocol *protocol, void *self,
+                           proa_future *waiter) {
   proa_transport *t;
+  int err = proa__transport_new(loop, h, protocol, self, NULL, &t);
+  if (err) {
+    proa__ioh_close(h);
+    return err;
+  }
+  err = proa__transport_start(t, waiter);
+  if (err)
+    proa_transport_unref(t); /* it never started: drop it, handle too */
+  return err;
+}
+
+static void connected(connector *c, attempt *a) {
+  proa__ioh *sock = a->sock;
   int err;
   c->done = true;
   cancel_others(c, a);
-  err = proa__transport_new(c->loop, a->sock, c->proto, c->self, NULL, &t);
-  if (!err) {
-    a->sock = NULL; /* the transport owns it now */
-    err = proa__transport_start(t, c->waiter);
-    if (err)
-      proa_transport_unref(t); /* it never started: drop it, socket too */
-  }
+  a->sock = NULL; /* the transport's now, or closed */
+  err = proa__connection_start(c->loop, sock, c->proto, c->self, c->waiter);
   if (err)
     proa_future_set_error(c->waiter, err, NULL);
   attempt_end(a);
@@ -452,7 +462,6 @@ int proa__wrap_connected(proa_loop *loop, const proa_protocol *protocol,
                          void *self, intptr_t sock, int family,
                          proa_future *waiter) {
   proa__ioh *s;
-  proa_transport *t;
   int err = proa__os_socket_type(sock);
   if (err < 0)
     return err;
@@ -463,15 +472,7 @@ int proa__wrap_connected(proa_loop *loop, const proa_protocol *protocol,
   err = proa__ioh_adopt(loop, sock, &s);
   if (err)
     return err;
-  err = proa__transport_new(loop, s, protocol, self, NULL, &t);
-  if (err) {
-    proa__ioh_close(s);
-    return err;
-  }
-  err = proa__transport_start(t, waiter);
-  if (err)
-    proa_transport_unref(t);
-  return err;
+  return proa__connection_start(loop, s, protocol, self, waiter);
 }
 
 static int check_options(const char *host, int port,

@@ -103,23 +103,35 @@ int proa_create_pipe_server(proa_loop *loop, proa_protocol_factory factory,
 
 /* ---- connections ---- */
 
-/* A named-pipe client that retries while every instance is busy. */
+/*
+ * A client that retries while the server is busy: every named-pipe
+ * instance taken (Windows: ERROR_PIPE_BUSY), or a Unix socket's backlog
+ * full (Linux: EAGAIN), so that a burst of clients gets in on every OS.
+ */
 typedef struct dialer {
   proa__resource res; /* first: the loop closes it if the user did not */
   proa_loop *loop;
   proa_future *waiter;
+  proa_future *attempt; /* Unix: the connection being tried */
   const proa_protocol *proto;
   void *self;
-  double deadline;    /* loop time after which EBUSY is final */
+  bool unix_socket;   /* NAME is a Unix socket path */
+  double deadline;    /* loop time after which busy is final */
   proa_handle *timer; /* the next attempt */
   char name[PROA__PIPE_NAME_MAX];
 } dialer;
 
 static void on_waiter_done(proa_future *f, void *arg);
+static void on_attempt(proa_future *f, void *arg);
 
 static void dialer_free(dialer *d) {
   proa__resource_remove(d->loop, &d->res);
   proa_future_remove_done_callback(d->waiter, on_waiter_done, d);
+  if (d->attempt) {
+    proa_future_remove_done_callback(d->attempt, on_attempt, d);
+    proa_future_cancel(d->attempt, NULL); /* no connection behind it */
+    proa_future_unref(d->attempt);
+  }
   proa_handle_cancel(d->timer);
   proa_handle_unref(d->timer);
   proa_future_unref(d->waiter);
@@ -153,21 +165,67 @@ static int connected(dialer *d, proa__ioh *h) {
 
 static void on_retry(void *arg);
 
+/* Whether a busy server is worth another attempt; schedules it if so. */
+static bool retry_later(dialer *d) {
+  return proa_loop_time(d->loop) + BUSY_RETRY <= d->deadline &&
+         proa_call_later(d->loop, BUSY_RETRY, on_retry, d, &d->timer) == 0;
+}
+
+/* The dialer is done: the waiter gets `err` (0: it has its result). */
+static void dial_end(dialer *d, int err, const char *message) {
+  if (err == PROA_EAGAIN || err == PROA_EBUSY) {
+    err = PROA_EBUSY;
+    message = "the server stayed busy (every pipe instance taken, or its "
+              "backlog full) for busy_timeout";
+  }
+  if (err)
+    proa_future_set_error(d->waiter, err, message);
+  dialer_free(d);
+}
+
+/* A Unix attempt ended: hand its transport over, or try again. */
+static void on_attempt(proa_future *f, void *arg) {
+  dialer *d = arg;
+  void *t = NULL;
+  int err = proa_future_result(f, &t);
+  proa_future_unref(d->attempt);
+  d->attempt = NULL;
+  if (err == PROA_EAGAIN && retry_later(d))
+    return;
+  if (!err) /* the waiter's reference; setting a pending one cannot fail */
+    proa_future_set_result(d->waiter, proa_transport_ref(t),
+                           proa__transport_release);
+  dial_end(d, err, err ? proa_future_error_message(f) : NULL);
+}
+
+static int dial_unix(dialer *d) {
+  proa_unix_connect_options u = PROA_UNIX_CONNECT_OPTIONS_INIT;
+  int err = proa_create_unix_connection(d->loop, d->proto, d->self, d->name, &u,
+                                        &d->attempt);
+  if (!err &&
+      (err = proa_future_add_done_callback(d->attempt, on_attempt, d)) != 0) {
+    proa_future_cancel(d->attempt, NULL);
+    proa_future_unref(d->attempt);
+    d->attempt = NULL;
+  }
+  return err;
+}
+
 /* One attempt; the dialer is done (and freed) unless another is due. */
 static void dial(dialer *d) {
   proa__ioh *h;
-  int err = d->loop->be_ops->pipe_connect(d->loop->backend, d->name, &h);
-  if (err == PROA_EBUSY &&
-      proa_loop_time(d->loop) + BUSY_RETRY <= d->deadline &&
-      proa_call_later(d->loop, BUSY_RETRY, on_retry, d, &d->timer) == 0)
+  int err;
+  if (d->unix_socket) {
+    if ((err = dial_unix(d)) != 0)
+      dial_end(d, err, NULL);
+    return;
+  }
+  err = d->loop->be_ops->pipe_connect(d->loop->backend, d->name, &h);
+  if (err == PROA_EBUSY && retry_later(d))
     return;
   if (!err)
     err = connected(d, h);
-  if (err)
-    proa_future_set_error(
-        d->waiter, err,
-        err == PROA_EBUSY ? "every instance of the pipe stayed busy" : NULL);
-  dialer_free(d);
+  dial_end(d, err, NULL);
 }
 
 static void on_retry(void *arg) {
@@ -177,13 +235,12 @@ static void on_retry(void *arg) {
   dial(d);
 }
 
-static int named_connection(proa_loop *loop, const proa_protocol *protocol,
-                            void *self, const char *name,
-                            const proa_pipe_connect_options *o,
-                            proa_future **out) {
-  dialer *d;
+static int dialer_start(proa_loop *loop, const proa_protocol *protocol,
+                        void *self, const char *name, bool unix_socket,
+                        const proa_pipe_connect_options *o, proa_future **out) {
+  dialer *d = NULL;
   int err;
-  if (!loop->be_ops->pipe_connect)
+  if (!unix_socket && !loop->be_ops->pipe_connect)
     return PROA_ENOTSUP; /* this build's backend has no named pipes */
   err = proa__loop_check(loop, "proa_create_pipe_connection");
   if (!err && !(d = calloc(1, sizeof *d)))
@@ -196,6 +253,7 @@ static int named_connection(proa_loop *loop, const proa_protocol *protocol,
   d->waiter = proa_future_ref(*out);
   d->proto = protocol;
   d->self = self;
+  d->unix_socket = unix_socket;
   d->deadline = proa_loop_time(loop) + o->busy_timeout;
   /* proa__pipe_full_name made it shorter than the buffer. */
   memcpy(d->name, name, strlen(name) + 1);
@@ -216,7 +274,6 @@ int proa_create_pipe_connection(proa_loop *loop, const proa_protocol *protocol,
                                 const proa_pipe_connect_options *opts,
                                 proa_future **out) {
   proa_pipe_connect_options o = PROA_PIPE_CONNECT_OPTIONS_INIT;
-  proa_unix_connect_options u = PROA_UNIX_CONNECT_OPTIONS_INIT;
   char full[PROA__PIPE_NAME_MAX];
   int kind;
   if (out)
@@ -229,7 +286,6 @@ int proa_create_pipe_connection(proa_loop *loop, const proa_protocol *protocol,
   kind = proa__pipe_full_name(name, full, sizeof full);
   if (kind < 0)
     return kind;
-  if (kind == PROA__PIPE_UNIX_SOCKET)
-    return proa_create_unix_connection(loop, protocol, self, full, &u, out);
-  return named_connection(loop, protocol, self, full, &o, out);
+  return dialer_start(loop, protocol, self, full,
+                      kind == PROA__PIPE_UNIX_SOCKET, &o, out);
 }

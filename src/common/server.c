@@ -575,7 +575,7 @@ static int adopt_listener(setup *st) {
   int err = proa__adopt_listener(st->s->loop, st->opts.sock, 0,
                                  st->opts.backlog, &sock);
   if (!err && (err = single_listener(st->s, sock)) != 0)
-    proa__ioh_close(sock);
+    proa__ioh_detach(sock); /* refused: the caller's again, open */
   return err;
 }
 

@@ -439,7 +439,7 @@ static void write_submit(stream *t) {
 static void shutdown_write(stream *t) {
   int err;
   t->eof_sent = true;
-  err = proa__socket_shutdown_write(t->ch.sock);
+  err = proa__ioh_shutdown_write(t->ch.sock);
   if (err)
     proa__channel_abort(&t->ch, err);
 }
@@ -640,12 +640,25 @@ static intptr_t st_os_handle(const proa_transport *tr) {
   return proa__channel_socket(&CS(tr)->ch);
 }
 
-/* Only a local socket has a peer that the OS can name. */
+/* A named pipe's peer: the process id only. */
+static int pipe_peer_cred(proa__ioh *h, proa_peer_cred *out) {
+  int64_t pid;
+  int err = proa__ioh_peer_pid(h, &pid);
+  if (err)
+    return err;
+  out->pid = pid;
+  out->uid = out->gid = -1;
+  return 0;
+}
+
+/* Only a local socket or pipe has a peer that the OS can name. */
 static int st_peer_cred(const proa_transport *tr, proa_peer_cred *out) {
   proa__ioh *sock = CS(tr)->ch.sock;
   int family;
   if (!sock)
     return PROA_ECLOSED;
+  if (sock->kind == PROA__IOH_PIPE)
+    return pipe_peer_cred(sock, out);
   family = sock->kind == PROA__IOH_SOCKET ? proa__os_socket_family(sock->os)
                                           : PROA_ENOTSUP;
   if (family < 0)

@@ -90,6 +90,15 @@ int proa__pipe_transport_open(proa_loop *loop, proa__ioh *h,
  */
 int proa__transport_start(proa_transport *t, proa_future *waiter);
 
+/*
+ * A client's stream transport on the connected handle `h`, started (see
+ * proa__transport_start). The transport owns `h` from here on; on failure
+ * `h` is closed and the error returned.
+ */
+int proa__connection_start(proa_loop *loop, proa__ioh *h,
+                           const proa_protocol *protocol, void *self,
+                           proa_future *waiter);
+
 /* A server's connections form a list (list.h) through a node in each
  * stream transport, so a lost connection leaves it in O(1). */
 proa__list_node *proa__transport_server_link(proa_transport *t);

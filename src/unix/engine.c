@@ -260,7 +260,8 @@ static int engine_poll(proa__backend *be, int64_t timeout_ms) {
   .cancel = proa__engine_cancel, .try_write = proa__engine_try_write,          \
   .connect = proa__engine_connect, .accept = proa__engine_accept,              \
   .accept_max = 1, .try_recvfrom = proa__engine_try_recvfrom,                  \
-  .try_sendto = proa__engine_try_sendto, .sendto = proa__engine_sendto
+  .try_sendto = proa__engine_try_sendto, .sendto = proa__engine_sendto,        \
+  .shutdown_write = proa__engine_shutdown_write
 
 #ifdef __linux__
 static const proa__backend_ops epoll_ops;

@@ -78,6 +78,7 @@ void proa__engine_wait_peer_closed(proa__ioh *h, proa__op *op);
 void proa__engine_cancel(proa__ioh *h, proa__op *op);
 intptr_t proa__engine_try_write(proa__ioh *h, const proa_buf *bufs,
                                 size_t count);
+int proa__engine_shutdown_write(proa__ioh *h);
 void proa__engine_connect(proa__ioh *h, proa__op *op,
                           const proa_sockaddr *addr);
 void proa__engine_accept(proa__ioh *h, proa__accept_op *op);

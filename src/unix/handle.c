@@ -282,6 +282,13 @@ static intptr_t write_bufs(uhandle *u, const proa_buf *bufs, size_t count) {
   return n >= 0 ? n : send_error();
 }
 
+/* Sockets only: what a pipe's write_eof means is its transport's to say
+ * (closing the write end, say). */
+int proa__engine_shutdown_write(proa__ioh *h) {
+  return h->kind == PROA__IOH_SOCKET ? proa__socket_shutdown_write(h)
+                                     : PROA_ENOTSUP;
+}
+
 intptr_t proa__engine_try_write(proa__ioh *h, const proa_buf *bufs,
                                 size_t count) {
   ssize_t n;

@@ -48,6 +48,7 @@ typedef struct io_rec {
   struct whandle *s; /* the handle that issued it */
   SOCKET pending;    /* accept only: the socket AcceptEx fills */
   void *pending_buf; /* pipe and file reads: where ReadFile puts bytes */
+  DWORD pending_len; /* ... and how many it may put there */
   bool cancelled;    /* a cancel was asked for: the handle may be closed */
 } io_rec;
 
@@ -59,7 +60,7 @@ typedef struct sock_info {
 } sock_info;
 
 enum read_kind { READ_WAIT, READ_DATA, READ_PEER };
-enum write_kind { WRITE_SEND, WRITE_SENDTO, WRITE_CONNECT };
+enum write_kind { WRITE_SEND, WRITE_SENDTO, WRITE_CONNECT, WRITE_EOF };
 
 typedef struct whandle {
   proa__ioh h; /* first: what the code above sees */
@@ -264,15 +265,17 @@ static bool is_synchronous(HANDLE h) {
          0;
 }
 
-/* A handle's state, associated with the port unless it is synchronous;
- * `os` is left open for the caller to close on failure. */
-static int handle_new(proa__backend *be, HANDLE os, int kind, whandle **out) {
+/* A handle's state, associated with the port unless it is synchronous or
+ * already is (`associated`); `os` is left open for the caller to close on
+ * failure. */
+static int handle_new(proa__backend *be, HANDLE os, int kind, bool associated,
+                      whandle **out) {
   int err = 0;
-  bool sync = kind != PROA__IOH_SOCKET && is_synchronous(os);
+  bool sync = kind != PROA__IOH_SOCKET && !associated && is_synchronous(os);
   whandle *s = (whandle *)calloc(1, sizeof *s);
   if (s == NULL)
     return PROA_ENOMEM;
-  if (!sync)
+  if (!sync && !associated)
     err = proa__backend_associate(be, os);
   if (err) {
     free(s);
@@ -299,7 +302,7 @@ static int wrap(proa__backend *be, SOCKET sock, const sock_info *info,
   int err;
   if (ioctlsocket(sock, FIONBIO, &one) != 0)
     return last_error();
-  err = handle_new(be, (HANDLE)sock, PROA__IOH_SOCKET, &s);
+  err = handle_new(be, (HANDLE)sock, PROA__IOH_SOCKET, false, &s);
   if (err)
     return err;
   s->sock = sock;
@@ -359,7 +362,13 @@ int proa__iocp_adopt(proa__backend *be, intptr_t os, proa__ioh **out) {
     kind = PROA__IOH_PIPE;
   else
     return PROA_EBADF;
-  return handle_new(be, h, kind, (whandle **)(void *)out);
+  return handle_new(be, h, kind, false, (whandle **)(void *)out);
+}
+
+int proa__iocp_pipe_wrap(proa__backend *be, HANDLE pipe, bool associated,
+                         proa__ioh **out) {
+  return handle_new(be, pipe, PROA__IOH_PIPE, associated,
+                    (whandle **)(void *)out);
 }
 
 static void handle_free(whandle *s) {
@@ -451,10 +460,16 @@ static intptr_t dgram_wait_result(intptr_t r) {
 static void read_data(whandle *s);
 static void issue_read(whandle *s);
 
-/* A pipe's or file's read ended; the end of the data is a read of 0. */
+/*
+ * A pipe's or file's read ended; the end of the data is a read of 0. A
+ * message longer than the buffer (ERROR_MORE_DATA, a message-mode named
+ * pipe) filled it: the rest comes with the next read.
+ */
 static intptr_t pipe_result(whandle *s, intptr_t result) {
   if (result == PROA_EOF)
     return 0;
+  if (result == PROA_EMSGSIZE && s->h.kind == PROA__IOH_PIPE)
+    return (intptr_t)s->read.pending_len;
   if (result > 0 && s->h.kind == PROA__IOH_FILE)
     s->offset += (uint64_t)result;
   return result;
@@ -481,8 +496,9 @@ static void read_done(proa__op *op) {
       ((proa__read_op *)(void *)r->user)->data = s->read.pending_buf;
     if (s->read_kind == READ_PEER)
       result = peer_result(result);
-    finish(r, s->read_kind == READ_DATA ? pipe_result(s, result)
-                                        : (result > 0 ? 0 : result));
+    finish(r, s->read_kind == READ_DATA
+                  ? pipe_result(s, result)
+                  : (result > 0 || result == PROA_EMSGSIZE ? 0 : result));
     return;
   }
   /* Sockets wait with a zero-byte receive, then read what is there. */
@@ -495,10 +511,24 @@ static void read_done(proa__op *op) {
     finish(r, result);
 }
 
+/* The zero-byte write of a pipe's end of stream (pipe_write_eof) ended:
+ * nobody waits for it, and its error, if any, is the read side's to see. */
+static void eof_done(whandle *s) {
+  s->write.user = NULL;
+  s->inflight--;
+  proa__iocp_inflight_add(s->be, -1);
+  if (s->closed && s->inflight == 0 && !s->dispatching)
+    handle_free(s);
+}
+
 static void write_done(proa__op *op) {
   io_rec *r = (io_rec *)(void *)op;
   whandle *s = r->s;
   intptr_t result = op->result;
+  if (s->write_kind == WRITE_EOF) {
+    eof_done(s);
+    return;
+  }
   /* A pipe whose reader is gone: ERROR_NO_DATA, or ERROR_BROKEN_PIPE. */
   if (s->h.kind != PROA__IOH_SOCKET && result == PROA_EOF)
     result = PROA_EPIPE;
@@ -521,12 +551,13 @@ static void write_done(proa__op *op) {
  * Settles an overlapped call: `err` is 0 (done at once, `bytes`
  * transferred), WSA_IO_PENDING, or the failure. A call that succeeded at
  * once still gets a packet unless skipping is on; a failed call never
- * does. WSAEMSGSIZE (a datagram larger than the buffer) counts as done:
- * it is STATUS_BUFFER_OVERFLOW, a warning, and the call ran. Either way the
+ * does. WSAEMSGSIZE (a datagram larger than the buffer) and ERROR_MORE_DATA
+ * (the same for a pipe's message) count as done: they are
+ * STATUS_BUFFER_OVERFLOW, a warning, and the call ran. Either way the
  * completion comes from a later poll.
  */
 static void submitted(whandle *s, io_rec *r, int err, intptr_t bytes) {
-  bool ran = err == 0 || err == WSAEMSGSIZE;
+  bool ran = err == 0 || err == WSAEMSGSIZE || err == ERROR_MORE_DATA;
   if (err == WSA_IO_PENDING || (ran && !s->skip))
     return;
   r->op.result = err == 0 ? bytes : proa__translate_wsa(err);
@@ -716,15 +747,14 @@ static void issue_read(whandle *s) {
       }
     }
     r->pending_buf = buf;
+    r->pending_len = (DWORD)(len > MAX_WSABUF_LEN ? MAX_WSABUF_LEN : len);
     if (s->sync) {
-      sync_submit(s, &s->sync_read, false, buf, len);
+      sync_submit(s, &s->sync_read, false, buf, r->pending_len);
       return;
     }
     r->op.overlapped.Offset = (DWORD)s->offset;
     r->op.overlapped.OffsetHigh = (DWORD)(s->offset >> 32);
-    rc = ReadFile((HANDLE)s->h.os, buf,
-                  (DWORD)(len > MAX_WSABUF_LEN ? MAX_WSABUF_LEN : len), &n,
-                  &r->op.overlapped);
+    rc = ReadFile((HANDLE)s->h.os, buf, r->pending_len, &n, &r->op.overlapped);
     submitted(s, r, rc ? 0 : (int)GetLastError(), (intptr_t)n);
     return;
   }
@@ -881,6 +911,43 @@ void proa__iocp_wait_writable(proa__ioh *h, proa__op *op) {
   s->write_kind = WRITE_SEND;
   s->write.op.result = 0;
   proa__backend_post(s->be, &s->write.op);
+}
+
+/*
+ * A pipe cannot half-close: CloseHandle would end the read side too, and
+ * DisconnectNamedPipe discards what the peer has not read yet. So the end
+ * of the stream goes in band, after the data: a zero-byte WriteFile on a
+ * message-type pipe (what pipe.c makes) is an empty message, which the
+ * peer's message-mode ReadFile reports as 0 bytes read, the same "end of
+ * stream" a socket's shutdown gives (and ERROR_BROKEN_PIPE once the writer
+ * closes). A byte-type pipe cannot say it: Windows merges an empty write
+ * into the read that takes the data before it, and Wine 8 drops it. The
+ * write record carries it with no op of the caller's, marked cancelled at
+ * once, since closing the handle may end it at any time.
+ */
+static int pipe_write_eof(whandle *s) {
+  io_rec *r = &s->write;
+  DWORD n = 0, flags = 0;
+  BOOL ok;
+  if (!GetNamedPipeInfo((HANDLE)s->h.os, &flags, NULL, NULL, NULL) ||
+      (flags & PIPE_TYPE_MESSAGE) == 0)
+    return PROA_ENOTSUP;
+  if (!rec_begin(r, &r->op)) /* the record itself: a user that never waits */
+    return PROA_EBUSY;
+  r->cancelled = true;
+  s->write_kind = WRITE_EOF;
+  ok = WriteFile((HANDLE)s->h.os, zero_buf, 0, &n, &r->op.overlapped);
+  submitted(s, r, ok ? 0 : (int)GetLastError(), 0);
+  return 0;
+}
+
+int proa__iocp_shutdown_write(proa__ioh *h) {
+  whandle *s = of_ioh(h);
+  if (s->h.kind == PROA__IOH_SOCKET)
+    return proa__socket_shutdown_write(h);
+  if (s->h.kind == PROA__IOH_PIPE)
+    return pipe_write_eof(s);
+  return PROA_ENOTSUP; /* a file has no peer to tell */
 }
 
 void proa__iocp_sendto(proa__ioh *h, proa__sendto_op *sop) {

@@ -208,6 +208,10 @@ const proa__backend_ops proa__iocp_ops = {
     .try_recvfrom = proa__iocp_try_recvfrom,
     .try_sendto = proa__iocp_try_sendto,
     .sendto = proa__iocp_sendto,
+    .shutdown_write = proa__iocp_shutdown_write,
+    .peer_pid = proa__iocp_peer_pid,
+    .pipe_listen = proa__iocp_pipe_listen,
+    .pipe_connect = proa__iocp_pipe_connect,
 };
 
 const proa__backend_ops *const proa__backends[] = {&proa__iocp_ops, NULL};

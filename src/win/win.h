@@ -68,6 +68,7 @@ intptr_t proa__iocp_try_recvfrom(proa__ioh *h, void *buf, size_t len,
 intptr_t proa__iocp_try_sendto(proa__ioh *h, const void *buf, size_t len,
                                const proa_sockaddr *to);
 void proa__iocp_sendto(proa__ioh *h, proa__sendto_op *op);
+int proa__iocp_shutdown_write(proa__ioh *h);
 #define PROA__IOCP_ACCEPT_MAX 8
 
 /* ---- handles not opened for overlapped I/O (sync_io.c) ---- */
@@ -91,6 +92,21 @@ void proa__sync_io_submit(proa__sync_io *w, proa__op *op, void *buf, DWORD len);
 void proa__sync_io_cancel(proa__sync_io *w, proa__op *op);
 /* Lets the thread end; nothing may be in flight. */
 void proa__sync_io_stop(proa__sync_io *w);
+
+/*
+ * Wraps `pipe` (a connected named pipe, or any overlapped pipe) as a pipe
+ * handle of the backend; `associated` says it is on the port already (a
+ * listener's instances are). On failure `pipe` stays the caller's, open.
+ */
+int proa__iocp_pipe_wrap(proa__backend *be, HANDLE pipe, bool associated,
+                         proa__ioh **out);
+
+/* Named pipes (pipe.c): see proa__backend_ops.pipe_listen and peer_pid. */
+int proa__iocp_pipe_listen(proa__backend *be, const char *name,
+                           const proa__pipe_listen_opts *o, proa__ioh **out);
+int proa__iocp_pipe_connect(proa__backend *be, const char *name,
+                            proa__ioh **out);
+int proa__iocp_peer_pid(proa__ioh *h, int64_t *pid);
 
 /* Console control events as signals (signal.c). */
 int proa__iocp_signal_start(proa__backend *be, int signum);

@@ -424,6 +424,12 @@ inline void ExpectWellOrdered(const Conn &c) {
 
 // ---- a test server: one Conn per accepted connection ----
 
+struct Server;
+
+// A client that sent a pattern and then write_eof, to a server that echoed
+// everything and closed on EOF: the whole echo, then EOF, on both ends.
+inline void ExpectEchoedWithHalfClose(const Conn &c, const Server &srv);
+
 struct Server {
   std::function<void(Conn &)> configure; // called for each new Conn
   int factory_error = 0;                 // the factory refuses with this
@@ -459,6 +465,16 @@ struct Server {
     return n;
   }
 };
+
+inline void ExpectEchoedWithHalfClose(const Conn &c, const Server &srv) {
+  EXPECT_EQ(c.send_total, c.received);
+  EXPECT_EQ(0u, c.mismatches);
+  EXPECT_EQ("MDEL", c.events);
+  EXPECT_EQ(0, c.lost_error);
+  ASSERT_EQ(1u, srv.conns.size());
+  EXPECT_EQ("MDEL", srv.conns[0]->events);
+  EXPECT_EQ(0, srv.conns[0]->lost_error);
+}
 
 // ---- plain sockets (for opts.sock, SO_LINGER resets, buffer sizes) ----
 
