@@ -165,10 +165,13 @@ static int connected(dialer *d, proa__ioh *h) {
 
 static void on_retry(void *arg);
 
-/* Whether a busy server is worth another attempt; schedules it if so. */
+/* Schedules another attempt at a busy server, unless busy_timeout has
+ * passed: the last one is made at the deadline, never before it. */
 static bool retry_later(dialer *d) {
-  return proa_loop_time(d->loop) + BUSY_RETRY <= d->deadline &&
-         proa_call_later(d->loop, BUSY_RETRY, on_retry, d, &d->timer) == 0;
+  double left = d->deadline - proa_loop_time(d->loop);
+  return left > 0 &&
+         proa_call_later(d->loop, left < BUSY_RETRY ? left : BUSY_RETRY,
+                         on_retry, d, &d->timer) == 0;
 }
 
 /* The dialer is done: the waiter gets `err` (0: it has its result). */
@@ -188,13 +191,17 @@ static void on_attempt(proa_future *f, void *arg) {
   dialer *d = arg;
   void *t = NULL;
   int err = proa_future_result(f, &t);
-  proa_future_unref(d->attempt);
-  d->attempt = NULL;
-  if (err == PROA_EAGAIN && retry_later(d))
+  if (err == PROA_EAGAIN) { /* the backlog is full: nothing was made */
+    proa_future_unref(d->attempt);
+    d->attempt = NULL;
+    if (!retry_later(d))
+      dial_end(d, err, NULL);
     return;
+  }
   if (!err) /* the waiter's reference; setting a pending one cannot fail */
     proa_future_set_result(d->waiter, proa_transport_ref(t),
                            proa__transport_release);
+  /* d->attempt (f) is released by dial_end, after its message is copied. */
   dial_end(d, err, err ? proa_future_error_message(f) : NULL);
 }
 
