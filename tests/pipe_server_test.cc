@@ -274,6 +274,24 @@ TEST_F(pipe_server, TheCallersSecurityDescriptorDecidesWhoConnects) {
   EXPECT_EQ(PROA_EACCES, rc) << proa_err_name(rc);
 }
 
+// The limit is 256 UTF-16 units, not bytes: 200 two-byte characters (400
+// bytes of UTF-8) make a name that serves and connects.
+TEST_F(pipe_server, TheNameLimitCountsCharactersNotBytes) {
+  std::string wide;
+  for (int i = 0; i < 200; i++)
+    wide += "\xc3\xa9"; // U+00E9
+  name = FreshName() + wide;
+  Server *srv = NewServer();
+  ASSERT_EQ(0, ServePipe(srv, name));
+  EXPECT_EQ(0, ConnectPipe(NewConn(), name));
+  std::string over = wide + std::string(60, 'x'); // 260 units with the prefix
+  proa_future *f = nullptr;
+  EXPECT_EQ(PROA_ENAMETOOLONG,
+            proa_create_pipe_server(loop, Server::Factory, NewServer(),
+                                    over.c_str(), nullptr, &f));
+  EXPECT_EQ(nullptr, f);
+}
+
 TEST_F(pipe_server, SocknameIsNotSupported) {
   Server *srv = nullptr;
   ASSERT_EQ(0, EchoServer(&srv));

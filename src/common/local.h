@@ -50,7 +50,8 @@ enum proa__pipe_kind {
  */
 int proa__pipe_full_name(const char *name, char *full, size_t size);
 
-/* Room for any full name that proa__pipe_full_name makes. */
-#define PROA__PIPE_NAME_MAX 260
+/* Room for any full name that proa__pipe_full_name makes: a named pipe's
+ * 256 UTF-16 units take at most 3 bytes of UTF-8 each. */
+#define PROA__PIPE_NAME_MAX (3 * 256 + 1)
 
 #endif /* PROA_LOCAL_H */

@@ -12,7 +12,10 @@
 #endif
 
 #define PIPE_PREFIX "\\\\.\\pipe\\"
-#define PIPE_NAME_MAX 256 /* CreateNamedPipe's limit, prefix included */
+/* CreateNamedPipe's limit: 256 UTF-16 units, the prefix included; each
+ * takes at most 3 bytes of UTF-8. */
+#define PIPE_NAME_UNITS 256
+#define PIPE_NAME_MAX (3 * PIPE_NAME_UNITS)
 
 /* `path` (UTF-8) as a wide string, or NULL (*err says why). */
 static wchar_t *wide(const char *path, int *err) {
@@ -92,6 +95,7 @@ int proa__socket_peer_cred(intptr_t sock, proa_peer_cred *out) {
 int proa__pipe_full_name(const char *name, char *full, size_t size) {
   size_t prefix = strlen(PIPE_PREFIX), n = name ? strlen(name) : 0;
   bool whole = n > prefix && _strnicmp(name, PIPE_PREFIX, prefix) == 0;
+  int units;
   if (n == 0 || (!whole && strchr(name, '\\')))
     return PROA_EINVAL;
   if ((whole ? n : prefix + n) > PIPE_NAME_MAX ||
@@ -103,5 +107,8 @@ int proa__pipe_full_name(const char *name, char *full, size_t size) {
     memcpy(full, PIPE_PREFIX, prefix);
     memcpy(full + prefix, name, n + 1);
   }
-  return PROA__PIPE_NAMED;
+  units = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, full, -1, NULL, 0);
+  if (units <= 0)
+    return PROA_EINVAL; /* not UTF-8 */
+  return units - 1 > PIPE_NAME_UNITS ? PROA_ENAMETOOLONG : PROA__PIPE_NAMED;
 }
