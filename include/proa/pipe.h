@@ -109,9 +109,11 @@ typedef struct proa_pipe_server_options {
  * Serves `name` and stores in *out a future of the proa_server. On Windows
  * a second server on a name that is in use fails with PROA_EADDRINUSE
  * (FILE_FLAG_FIRST_PIPE_INSTANCE) and remote clients are refused
- * (PIPE_REJECT_REMOTE_CLIENTS). proa_server_sockname reports
- * PROA_ENOTSUP for a named pipe. Immediate errors: PROA_EINVAL,
- * PROA_ENAMETOOLONG, PROA_ENOMEM, PROA_ECLOSED.
+ * (PIPE_REJECT_REMOTE_CLIENTS). The connected pipes are message-type, so
+ * that write_eof can send an empty message, which the peer reads as the
+ * end of the stream after all the data (a pipe has no half-close).
+ * proa_server_sockname reports PROA_ENOTSUP for a named pipe. Immediate errors:
+ * PROA_EINVAL, PROA_ENAMETOOLONG, PROA_ENOMEM, PROA_ECLOSED.
  */
 PROA_API int proa_create_pipe_server(proa_loop *loop,
                                      proa_protocol_factory factory,
