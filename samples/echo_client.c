@@ -263,8 +263,15 @@ int main(int argc, char **argv) {
   c.size = (size_t)size;
   c.count = count;
   c.message = malloc(c.size);
-  if (!c.message || proa_loop_new(&c.loop) != 0)
+  if (!c.message) {
+    fprintf(stderr, "echo_client: out of memory\n");
     return 1;
+  }
+  if ((err = proa_loop_new(&c.loop)) != 0) {
+    fprintf(stderr, "proa_loop_new: %s\n", proa_strerror(err));
+    free(c.message);
+    return 1;
+  }
   err = start(&c, &t, &f);
   if (!err)
     err = proa_loop_run_until_complete(c.loop, f, NULL);

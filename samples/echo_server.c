@@ -240,7 +240,7 @@ int main(int argc, char **argv) {
   app a;
   char tcp_host[256], udp_host[256];
   const char *unix_path = NULL, *pipe_name = NULL;
-  int tcp_port = -1, udp_port = -1, rc = 0, i;
+  int tcp_port = -1, udp_port = -1, rc = 0, i, err;
   memset(&a, 0, sizeof a);
   if (argc < 3 || argc % 2 == 0)
     return usage();
@@ -259,8 +259,10 @@ int main(int argc, char **argv) {
       return usage();
     }
   }
-  if (proa_loop_new(&a.loop) != 0)
+  if ((err = proa_loop_new(&a.loop)) != 0) {
+    fprintf(stderr, "proa_loop_new: %s\n", proa_strerror(err));
     return 1;
+  }
   proa_loop_add_signal_handler(a.loop, PROA_SIGINT, on_signal, &a);
 #ifdef PROA_SIGBREAK
   proa_loop_add_signal_handler(a.loop, PROA_SIGBREAK, on_signal, &a);

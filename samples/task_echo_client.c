@@ -128,8 +128,10 @@ int main(int argc, char **argv) {
   memset(&j, 0, sizeof j);
   if (parse(argc, argv, &j) != 0)
     return usage();
-  if (proa_loop_new(&j.loop) != 0)
+  if ((err = proa_loop_new(&j.loop)) != 0) {
+    fprintf(stderr, "proa_loop_new: %s\n", proa_strerror(err));
     return 1;
+  }
   err = proa_create_task(j.loop, client, &j, NULL, &task);
   if (!err) {
     err = proa_loop_run_until_complete(j.loop, task, NULL);
