@@ -69,9 +69,11 @@ int proa__socket_peer_cred(intptr_t sock, proa_peer_cred *out) {
 
 /* A pipe name is a socket path here; proa_sockaddr_from_path checks it. */
 int proa__pipe_full_name(const char *name, char *full, size_t size) {
+  proa_sockaddr addr; /* the path rules: '@', sun_path's length */
   size_t n = name ? strlen(name) : 0;
-  if (n == 0)
-    return PROA_EINVAL;
+  int err = name ? proa_sockaddr_from_path(&addr, name) : PROA_EINVAL;
+  if (err)
+    return err;
   if (n >= size)
     return PROA_ENAMETOOLONG;
   memcpy(full, name, n + 1);
