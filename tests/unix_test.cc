@@ -715,10 +715,12 @@ TEST_F(UnixSocket, PeernameAndSockname) {
   EXPECT_EQ("", PathOf(a));
 }
 
-// Where the OS has no AF_UNIX the calls say so at once, clearly.
+#ifdef _WIN32
+// Where Windows has no AF_UNIX (Wine 8, Windows before 10 1803) the calls
+// say so at once, clearly. Every Unix has AF_UNIX: nothing to test there.
 TEST_F(UnixSocket, NotSupportedWithoutAfUnix) {
   if (!proa_test_is_wine())
-    GTEST_SKIP() << "this OS has AF_UNIX";
+    GTEST_SKIP() << "this Windows has AF_UNIX";
   std::string path = TempPath();
   Server *srv = NewServer();
   proa_future *f = nullptr;
@@ -727,6 +729,7 @@ TEST_F(UnixSocket, NotSupportedWithoutAfUnix) {
   Conn *c = NewConn();
   EXPECT_EQ(PROA_ENOTSUP, StartConnectUnix(c, path.c_str()));
 }
+#endif
 
 // ---- streams for tasks ----
 
