@@ -181,15 +181,20 @@ static void close_listeners(proa_server *s) {
 
 /* The loop is closing with the server listening: close the listeners; the
  * loop waits for the cancelled accepts' completions. */
-static void close_now(proa__resource *r) {
-  proa_server *s = (proa_server *)(void *)r;
-  s->registered = false; /* the loop removed it */
+/* Stops serving for good: no back-off pending, the listeners closed. */
+static void shut(proa_server *s) {
   s->closed = true;
   s->serving = false;
   proa_handle_cancel(s->backoff);
   proa_handle_unref(s->backoff);
   s->backoff = NULL;
   close_listeners(s);
+}
+
+static void close_now(proa__resource *r) {
+  proa_server *s = (proa_server *)(void *)r;
+  s->registered = false; /* the loop removed it */
+  shut(s);
 }
 
 static void new_connection(proa_server *s, proa__ioh *sock) {
@@ -301,14 +306,8 @@ int proa_server_start_serving(proa_server *s) {
 bool proa_server_is_serving(const proa_server *s) { return s->serving; }
 
 void proa_server_close(proa_server *s) {
-  if (!s || s->closed)
-    return;
-  s->closed = true;
-  s->serving = false;
-  proa_handle_cancel(s->backoff);
-  proa_handle_unref(s->backoff);
-  s->backoff = NULL;
-  close_listeners(s);
+  if (s && !s->closed)
+    shut(s);
 }
 
 static void for_each_client(proa_server *s, void (*fn)(proa_transport *)) {
