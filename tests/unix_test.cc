@@ -808,6 +808,49 @@ TEST_F(PipeOverUnix, ServerAndConnectionEcho) {
 #endif
 }
 
+// A caller that cancels its pipe connection once it is made, either at once
+// from connection_made or a moment later, gets no connection: the client
+// is lost (its transport freed: ASan would see a leak) and the server
+// sees its connection go.
+TEST_F(PipeOverUnix, CancelledOnceMadeLeavesNoConnection) {
+  std::string name = PipeName();
+  Server *srv = NewServer();
+  srv->configure = Echo;
+  proa_future *f = nullptr;
+  ASSERT_EQ(0, proa_create_pipe_server(loop, Server::Factory, srv, name.c_str(),
+                                       nullptr, &f));
+  ASSERT_EQ(0, AwaitServer(srv, f, nullptr));
+  for (bool later : {false, true}) {
+    SCOPED_TRACE(later ? "cancelled from a callback after made" : "in made");
+    Conn *c = NewConn();
+    c->on_made = [this, later](Conn &conn) {
+      if (!later) {
+        proa_future_cancel(conn.connect_future, "no longer wanted");
+        return;
+      }
+      proa_call_soon(
+          loop,
+          [](void *arg) {
+            proa_future_cancel(static_cast<proa_future *>(arg), "changed mind");
+          },
+          conn.connect_future, nullptr);
+    };
+    ASSERT_EQ(0,
+              proa_create_pipe_connection(loop, c->Protocol(), c, name.c_str(),
+                                          nullptr, &c->connect_future));
+    EXPECT_EQ(PROA_ECANCELED, Await(loop, c->connect_future));
+    ASSERT_TRUE(Until([&] { return c->lost == 1; }))
+        << "the cancelled connection stayed open";
+  }
+  size_t n = srv->conns.size();
+  ASSERT_TRUE(Until([&] {
+    size_t gone = 0;
+    for (auto &conn : srv->conns)
+      gone += conn->lost == 1;
+    return gone == n;
+  })) << "the server still holds a cancelled connection";
+}
+
 TEST_F(PipeOverUnix, ConnectionWithoutAServerIsEnoent) {
   int rc = ConnectToNobody();
   EXPECT_EQ(PROA_ENOENT, rc) << proa_err_name(rc);

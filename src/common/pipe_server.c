@@ -128,8 +128,13 @@ static void dialer_free(dialer *d) {
   proa__resource_remove(d->loop, &d->res);
   proa_future_remove_done_callback(d->waiter, on_waiter_done, d);
   if (d->attempt) {
+    void *t = NULL;
     proa_future_remove_done_callback(d->attempt, on_attempt, d);
-    proa_future_cancel(d->attempt, NULL); /* no connection behind it */
+    /* Pending: cancelled, it makes no connection. Done with a transport
+     * that nobody was handed (the caller cancelled first): it goes. */
+    if (!proa_future_cancel(d->attempt, NULL) &&
+        proa_future_result(d->attempt, &t) == 0 && t)
+      proa_transport_abort(t);
     proa_future_unref(d->attempt);
   }
   proa_handle_cancel(d->timer);
@@ -198,11 +203,19 @@ static void on_attempt(proa_future *f, void *arg) {
       dial_end(d, err, NULL);
     return;
   }
-  if (!err) /* the waiter's reference; setting a pending one cannot fail */
-    proa_future_set_result(d->waiter, proa_transport_ref(t),
-                           proa__transport_release);
+  if (!err) {
+    if (proa_future_done(d->waiter)) /* the caller gave up: nobody wants it */
+      proa_transport_abort(t);
+    else /* the waiter's reference; setting a pending one cannot fail */
+      proa_future_set_result(d->waiter, proa_transport_ref(t),
+                             proa__transport_release);
+    proa_future_unref(d->attempt);
+    d->attempt = NULL; /* handed over or aborted */
+    dialer_free(d);
+    return;
+  }
   /* d->attempt (f) is released by dial_end, after its message is copied. */
-  dial_end(d, err, err ? proa_future_error_message(f) : NULL);
+  dial_end(d, err, proa_future_error_message(f));
 }
 
 static int dial_unix(dialer *d) {
