@@ -292,6 +292,35 @@ TEST_F(pipe_server, TheNameLimitCountsCharactersNotBytes) {
   EXPECT_EQ(nullptr, f);
 }
 
+// A server that is not proa's and makes byte-type pipes (libuv's do): the
+// client connects in byte mode and the bytes go both ways.
+TEST_F(pipe_server, ConnectsToAByteTypeServer) {
+  name = FreshName();
+  std::wstring wname =
+      L"\\\\.\\pipe\\" + std::wstring(name.begin(), name.end());
+  HANDLE srv = CreateNamedPipeW(wname.c_str(), PIPE_ACCESS_DUPLEX,
+                                PIPE_TYPE_BYTE | PIPE_READMODE_BYTE | PIPE_WAIT,
+                                1, 4096, 4096, 0, NULL);
+  ASSERT_NE(INVALID_HANDLE_VALUE, srv);
+  Conn *c = NewConn();
+  c->keep_data = true;
+  int rc = ConnectPipe(c, name);
+  ASSERT_EQ(0, rc) << proa_err_name(rc);
+  EXPECT_TRUE(ConnectNamedPipe(srv, NULL) ||
+              GetLastError() == ERROR_PIPE_CONNECTED);
+  ASSERT_EQ(0, proa_transport_write(c->t, "ping", 4));
+  RunIterations(loop, 3);
+  char buf[8] = {0};
+  DWORD n = 0;
+  ASSERT_TRUE(ReadFile(srv, buf, 4, &n, NULL));
+  EXPECT_EQ(std::string("ping"), std::string(buf, n));
+  ASSERT_TRUE(WriteFile(srv, "pong", 4, &n, NULL));
+  EXPECT_TRUE(Until([&] { return c->data == "pong"; })) << c->data;
+  proa_transport_close(c->t);
+  RunIterations(loop, 3);
+  CloseHandle(srv);
+}
+
 TEST_F(pipe_server, SocknameIsNotSupported) {
   Server *srv = nullptr;
   ASSERT_EQ(0, EchoServer(&srv));

@@ -481,15 +481,15 @@ static const proa__backend_ops listener_ops = {
 /* ---- clients ---- */
 
 /*
- * Opens the client end, overlapped, in message read mode (see
- * instance_open). The server may act
+ * Opens the client end, overlapped, in message read mode when the server
+ * made a message-type pipe (see instance_open). The server may act
  * as the client only to identify it (SECURITY_IDENTIFICATION), never to
  * impersonate it. ERROR_PIPE_BUSY (every instance busy) gives PROA_EBUSY,
  * ERROR_FILE_NOT_FOUND PROA_ENOENT, ERROR_ACCESS_DENIED PROA_EACCES.
  */
 int proa__iocp_pipe_connect(proa__backend *be, const char *name,
                             proa__ioh **out) {
-  DWORD mode = PIPE_READMODE_MESSAGE;
+  DWORD mode = PIPE_READMODE_MESSAGE, type = 0;
   HANDLE pipe;
   wchar_t *w = NULL;
   int err = pipe_name(name, &w);
@@ -502,7 +502,11 @@ int proa__iocp_pipe_connect(proa__backend *be, const char *name,
   free(w);
   if (pipe == INVALID_HANDLE_VALUE)
     return proa__translate_win32(GetLastError());
-  if (!SetNamedPipeHandleState(pipe, &mode, NULL, NULL))
+  /* A byte-type server (libuv's, say) stays in byte mode: message read
+   * mode would be refused, and write_eof then reports PROA_ENOTSUP. */
+  if (GetNamedPipeInfo(pipe, &type, NULL, NULL, NULL) &&
+      (type & PIPE_TYPE_MESSAGE) != 0 &&
+      !SetNamedPipeHandleState(pipe, &mode, NULL, NULL))
     err = proa__translate_win32(GetLastError());
   if (!err)
     err = proa__iocp_pipe_wrap(be, pipe, false, out);
