@@ -811,7 +811,8 @@ TEST_F(PipeOverUnix, ServerAndConnectionEcho) {
 // A caller that cancels its pipe connection once it is made, either at once
 // from connection_made or a moment later, gets no connection: the client
 // is lost (its transport freed: ASan would see a leak) and the server
-// sees its connection go.
+// sees its connection go. (A cancel that comes after the future already
+// has its transport changes nothing: the caller closes it.)
 TEST_F(PipeOverUnix, CancelledOnceMadeLeavesNoConnection) {
   std::string name = PipeName();
   Server *srv = NewServer();
@@ -838,7 +839,11 @@ TEST_F(PipeOverUnix, CancelledOnceMadeLeavesNoConnection) {
     ASSERT_EQ(0,
               proa_create_pipe_connection(loop, c->Protocol(), c, name.c_str(),
                                           nullptr, &c->connect_future));
-    EXPECT_EQ(PROA_ECANCELED, Await(loop, c->connect_future));
+    int rc = Await(loop, c->connect_future);
+    if (later && rc == 0) // handed over before the cancel (named pipes):
+      proa_transport_close(c->t); // the caller's, as asyncio has it
+    else
+      EXPECT_EQ(PROA_ECANCELED, rc) << proa_err_name(rc);
     ASSERT_TRUE(Until([&] { return c->lost == 1; }))
         << "the cancelled connection stayed open";
   }

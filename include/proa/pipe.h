@@ -45,9 +45,10 @@ typedef struct proa_unix_server_options {
  * Listens on `path` and stores in *out a future whose result is the
  * proa_server (as proa_create_server). A socket file left by a server that
  * is gone (nobody accepts on it) is replaced; one that a live server holds
- * is not: the future fails with PROA_EADDRINUSE. On Windows, AF_UNIX where
- * the OS has it (Windows 10 1803 and later), else PROA_ENOTSUP. Immediate
- * errors: PROA_EINVAL (bad arguments, path together with sock),
+ * is not: the future fails with PROA_EADDRINUSE. Telling them apart takes
+ * a connect, so a live server sees one connection come and go. On Windows,
+ * AF_UNIX where the OS has it (Windows 10 1803 and later), else PROA_ENOTSUP.
+ * Immediate errors: PROA_EINVAL (bad arguments, path together with sock),
  * PROA_ENAMETOOLONG, PROA_ENOMEM, PROA_ECLOSED, PROA_ENOTSUP.
  */
 PROA_API int proa_create_unix_server(proa_loop *loop,

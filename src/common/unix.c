@@ -139,8 +139,8 @@ static void close_now(proa__resource *r) {
 /* Someone has the path: a connect tells a live server from a stale file. */
 static void probe_start(unix_setup *st) {
   int err = open_unix(st->loop, &st->probe);
-  if (err) {
-    settle(st, PROA_EADDRINUSE);
+  if (err) { /* EMFILE, ENOMEM: say that, not what the probe would have */
+    settle(st, err);
     return;
   }
   proa__resource_add(st->loop, &st->res, close_now);
@@ -240,6 +240,10 @@ int proa__create_unix_server(proa_loop *loop, proa_protocol_factory factory,
   if (!err)
     err = proa_future_new(loop, &st->waiter);
   if (err) {
+    if (st->sock && st->opts.sock != -1) { /* refused: the caller's, open */
+      proa__ioh_detach(st->sock);
+      st->sock = NULL;
+    }
     setup_free(st); /* factory_free is not set: the caller keeps its arg */
     return err;
   }

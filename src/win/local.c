@@ -96,8 +96,8 @@ int proa__pipe_full_name(const char *name, char *full, size_t size) {
   size_t prefix = strlen(PIPE_PREFIX), n = name ? strlen(name) : 0;
   bool whole = n > prefix && _strnicmp(name, PIPE_PREFIX, prefix) == 0;
   int units;
-  if (n == 0 || (!whole && strchr(name, '\\')))
-    return PROA_EINVAL;
+  if (n == 0 || strchr(whole ? name + prefix : name, '\\'))
+    return PROA_EINVAL; /* no backslash in NAME, given whole or not */
   if ((whole ? n : prefix + n) > PIPE_NAME_MAX ||
       (whole ? n : prefix + n) >= size)
     return PROA_ENAMETOOLONG;
