@@ -172,8 +172,13 @@ int proa__engine_adopt(proa__backend *be, intptr_t os, proa__ioh **out) {
   err = kind == PROA__IOH_FILE ? 0 : proa__set_nonblock_cloexec(fd);
   if (!err)
     err = wrap(be, fd, kind, out);
-  if (err)
+  if (err) { /* refused: the fd goes back as it came */
+    if (fl >= 0)
+      fcntl(fd, F_SETFL, fl);
+    if (fdfl >= 0)
+      fcntl(fd, F_SETFD, fdfl);
     return err;
+  }
   of_ioh(*out)->fifo = fifo;
   of_ioh(*out)->adopted_fl = fl;
   of_ioh(*out)->adopted_fd = fdfl;
