@@ -155,19 +155,6 @@ static void close_now(proa__resource *r) {
   dialer_free(d);
 }
 
-static int connected(dialer *d, proa__ioh *h) {
-  proa_transport *t;
-  int err = proa__transport_new(d->loop, h, d->proto, d->self, NULL, &t);
-  if (err) {
-    proa__ioh_close(h);
-    return err;
-  }
-  err = proa__transport_start(t, d->waiter);
-  if (err)
-    proa_transport_unref(t); /* it never started: drop it, handle too */
-  return err;
-}
-
 static void on_retry(void *arg);
 
 /* Schedules another attempt at a busy server, unless busy_timeout has
@@ -244,7 +231,7 @@ static void dial(dialer *d) {
   if (err == PROA_EBUSY && retry_later(d))
     return;
   if (!err)
-    err = connected(d, h);
+    err = proa__connection_start(d->loop, h, d->proto, d->self, d->waiter);
   dial_end(d, err, NULL);
 }
 
