@@ -275,9 +275,10 @@ struct proa__backend_ops {
 
   /*
    * Local servers by name (Windows named pipes; NULL in the Unix tables,
-   * where they are Unix sockets). The name is the user's NAME of
-   * proa_create_pipe_server, mapped and checked by the backend: PROA_EINVAL
-   * or PROA_ENAMETOOLONG for a bad one, at once, never truncated.
+   * where they are Unix sockets). The name comes as pipe_server.c's
+   * proa__pipe_full_name made it (\\.\pipe\NAME, already checked); the
+   * backend takes a NAME without the prefix too, and checks either again:
+   * PROA_EINVAL or PROA_ENAMETOOLONG for a bad one, never truncated.
    *
    * pipe_listen makes a listener handle that owns its pipe instances. Its
    * accept ops (proa__socket_accept, up to accept_max in flight) complete
