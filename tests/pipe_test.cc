@@ -4,6 +4,7 @@
 // each flag of proa_pipe, and handles not opened for overlapped I/O
 // (anonymous pipes, served by helper threads on Windows). The fixture
 // checks the protocol contract on every transport, as in tcp_test.cc.
+#include "alloc_fail.h"
 #include "net_test.h"
 
 extern "C" {
@@ -446,6 +447,29 @@ TEST_F(pipes, RegularFileIsRefusedAndStaysOpen) {
   ASSERT_TRUE(HandleOpen(f.h));
   EXPECT_TRUE(RawWrite(f.h, "still mine", 10));
 }
+
+#ifndef _WIN32
+// Out of memory after adopt made the fd non-blocking and close-on-exec: the
+// refused fd goes back to the caller as it came (blocking, inherited).
+TEST_F(pipes, AHandleRefusedForWantOfMemoryKeepsItsFlags) {
+  PROA_NEED_ALLOC_FAIL();
+  intptr_t fds[2];
+  AnonymousPipe(fds); // blocking, not close-on-exec
+  int fl = fcntl(static_cast<int>(fds[0]), F_GETFL);
+  int fd_fl = fcntl(static_cast<int>(fds[0]), F_GETFD);
+  proa_future *fut = nullptr;
+  proa_alloc_fail::FailNth(2); // the future's, then the handle's state
+  int rc = proa_connect_read_pipe(loop, &kConnProtocol, nullptr, fds[0],
+                                  nullptr, &fut);
+  proa_alloc_fail::FailNth(0);
+  EXPECT_EQ(PROA_ENOMEM, rc) << proa_err_name(rc);
+  EXPECT_EQ(nullptr, fut);
+  EXPECT_EQ(fl, fcntl(static_cast<int>(fds[0]), F_GETFL));
+  EXPECT_EQ(fd_fl, fcntl(static_cast<int>(fds[0]), F_GETFD));
+  proa_pipe_close(fds[0]);
+  proa_pipe_close(fds[1]);
+}
+#endif
 
 TEST_F(pipes, BadHandleIsEbadf) {
   intptr_t fds[2];
